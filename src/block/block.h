@@ -1,0 +1,89 @@
+/*
+ * Block backends: raw image files with asynchronous I/O (io_uring).
+ *
+ * A BlockBackend is opened by the daemon (--blockdev) and used by devices.
+ * Requests are submitted from, and complete on, the EventLoop the backend
+ * is attached to (a device's I/O thread); one backend belongs to one loop
+ * at a time.
+ *
+ * Writes are allowed only while this process owns its disks (see
+ * block/ownership.h): a backend that is not active refuses writes, flushes
+ * and discards with -EPERM, before they reach the file.
+ */
+#ifndef STORMIG_BLOCK_BLOCK_H
+#define STORMIG_BLOCK_BLOCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "util/error.h"
+#include "util/loop.h"
+
+typedef struct BlockBackend BlockBackend;
+
+typedef struct BlockOpenOptions {
+    const char *node_name;      /* unique name, e.g. "disk0" */
+    const char *filename;
+    bool read_only;
+    bool direct;                /* O_DIRECT (cache=none) */
+    bool discard;               /* pass discards to the file (punch hole) */
+    uint32_t queue_depth;       /* io_uring entries; 0 = default (256) */
+} BlockOpenOptions;
+
+/* Completion: ret is 0 on success or a negative errno. */
+typedef void BlockCompletionFunc(void *opaque, int ret);
+
+/* Opens the file; takes no ownership lock (see ownership.h). Every open
+ * backend is in the process-wide list that ownership acts on. */
+BlockBackend *blk_open(const BlockOpenOptions *opts, Error **errp);
+/* Drains, then closes. */
+void blk_close(BlockBackend *blk);
+
+BlockBackend *blk_by_name(const char *node_name);
+/* Iterates the open backends: pass NULL to start. */
+BlockBackend *blk_next(BlockBackend *blk);
+
+const char *blk_name(const BlockBackend *blk);
+const char *blk_filename(const BlockBackend *blk);
+uint64_t blk_size(const BlockBackend *blk);      /* bytes */
+bool blk_is_read_only(const BlockBackend *blk);
+/* Required alignment of offsets, lengths and buffers (512 or 4096 for
+ * O_DIRECT, 1 otherwise). */
+uint32_t blk_alignment(const BlockBackend *blk);
+/* Requests submitted and not yet completed. */
+unsigned blk_in_flight(const BlockBackend *blk);
+
+/* Completions run on this loop from now on. Must not have requests in
+ * flight when moved. */
+bool blk_attach_loop(BlockBackend *blk, EventLoop *loop, Error **errp);
+
+/*
+ * Asynchronous requests. Return 0 when submitted (cb runs later, exactly
+ * once, on the attached loop), or a negative errno without calling cb:
+ * -EINVAL for a range outside the disk or misaligned for O_DIRECT, -EPERM
+ * when writing to an inactive or read-only backend, -EAGAIN when the ring
+ * is full.
+ */
+int blk_preadv(BlockBackend *blk, uint64_t offset, const struct iovec *iov,
+               int iovcnt, BlockCompletionFunc *cb, void *opaque);
+int blk_pwritev(BlockBackend *blk, uint64_t offset, const struct iovec *iov,
+                int iovcnt, bool fua, BlockCompletionFunc *cb, void *opaque);
+int blk_flush(BlockBackend *blk, BlockCompletionFunc *cb, void *opaque);
+int blk_discard(BlockBackend *blk, uint64_t offset, uint64_t bytes,
+                BlockCompletionFunc *cb, void *opaque);
+/* Zeroes the range; with may_unmap the blocks may be deallocated. */
+int blk_write_zeroes(BlockBackend *blk, uint64_t offset, uint64_t bytes,
+                     bool may_unmap, BlockCompletionFunc *cb, void *opaque);
+
+/* Waits (running the attached loop's completions) until nothing is in
+ * flight. Call on the loop's thread or when that loop is not running. */
+void blk_drain(BlockBackend *blk);
+
+/* Synchronous helpers for tools and tests (not for the data path). */
+int blk_pread_sync(BlockBackend *blk, uint64_t offset, void *buf,
+                   uint64_t len);
+int blk_pwrite_sync(BlockBackend *blk, uint64_t offset, const void *buf,
+                    uint64_t len);
+
+#endif

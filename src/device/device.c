@@ -1,0 +1,235 @@
+/* Device classes and instances, and the hooks run across all of them. */
+#include "device/device.h"
+#include "util/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEVICE_CLASSES 32
+
+static const DeviceClass *classes[MAX_DEVICE_CLASSES];
+static size_t n_classes;
+static Device *devices;     /* creation order */
+
+void device_class_register(const DeviceClass *cls)
+{
+    if (device_class_find(cls->type)) {
+        return;
+    }
+    if (n_classes == MAX_DEVICE_CLASSES) {
+        log_error("too many device classes, dropping '%s'", cls->type);
+        return;
+    }
+    classes[n_classes++] = cls;
+}
+
+const DeviceClass *device_class_find(const char *type)
+{
+    for (size_t i = 0; i < n_classes; i++) {
+        if (strcmp(classes[i]->type, type) == 0) {
+            return classes[i];
+        }
+    }
+    return NULL;
+}
+
+const DeviceClass *device_class_next(const DeviceClass *cls)
+{
+    size_t i = 0;
+    if (cls) {
+        while (i < n_classes && classes[i] != cls) {
+            i++;
+        }
+        i++;
+    }
+    return i < n_classes ? classes[i] : NULL;
+}
+
+static bool id_is_valid(const char *id)
+{
+    if (!*id || strlen(id) > 64) {
+        return false;
+    }
+    for (const char *p = id; *p; p++) {
+        if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
+            !(*p >= '0' && *p <= '9') && *p != '-' && *p != '_' &&
+            *p != '.') {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void device_append(Device *dev)
+{
+    Device **p = &devices;
+    while (*p) {
+        p = &(*p)->next;
+    }
+    *p = dev;
+}
+
+Device *device_create(const char *optstr, EventLoop *loop, Error **errp)
+{
+    KeyVal *kv = keyval_parse(optstr, "driver", errp);
+    Device *dev = NULL;
+    if (!kv) {
+        return NULL;
+    }
+    const char *type = keyval_get(kv, "driver");
+    const char *id = keyval_get(kv, "id");
+    const DeviceClass *cls = type ? device_class_find(type) : NULL;
+    if (!type) {
+        error_setg(errp, "device needs a type");
+    } else if (!cls) {
+        error_setg(errp, "unknown device type '%s'", type);
+    } else if (!id) {
+        error_setg(errp, "device '%s' needs an id", type);
+    } else if (!id_is_valid(id)) {
+        error_setg(errp, "invalid device id '%s'", id);
+    } else if (device_find(id)) {
+        error_setg(errp, "duplicate device id '%s'", id);
+    } else if ((dev = calloc(1, cls->instance_size)) == NULL) {
+        error_setg(errp, "out of memory");
+    } else {
+        dev->cls = cls;
+        dev->id = strdup(id);
+        dev->loop = loop;
+        if (!cls->realize(dev, kv, errp) ||
+            !keyval_check_all_used(kv, dev->id, errp)) {
+            if (cls->unrealize) {
+                cls->unrealize(dev);
+            }
+            free(dev->id);
+            free(dev);
+            dev = NULL;
+        } else {
+            device_append(dev);
+        }
+    }
+    if (!dev) {
+        error_prepend(errp, "--device %s: ", optstr);
+    }
+    keyval_free(kv);
+    return dev;
+}
+
+void device_destroy(Device *dev)
+{
+    for (Device **p = &devices; *p; p = &(*p)->next) {
+        if (*p == dev) {
+            *p = dev->next;
+            break;
+        }
+    }
+    if (dev->cls->unrealize) {
+        dev->cls->unrealize(dev);
+    }
+    free(dev->id);
+    free(dev);
+}
+
+void device_destroy_all(void)
+{
+    /* Reverse order: controllers were created before what uses them. */
+    while (devices) {
+        Device *last = devices;
+        while (last->next) {
+            last = last->next;
+        }
+        device_destroy(last);
+    }
+}
+
+Device *device_find(const char *id)
+{
+    for (Device *d = devices; d; d = d->next) {
+        if (strcmp(d->id, id) == 0) {
+            return d;
+        }
+    }
+    return NULL;
+}
+
+Device *device_next(Device *dev)
+{
+    return dev ? dev->next : devices;
+}
+
+typedef bool DeviceHook(Device *dev, Error **errp);
+
+static bool run_hooks(size_t hook_offset, const char *what, Error **errp)
+{
+    for (Device *d = devices; d; d = d->next) {
+        DeviceHook *hook =
+            *(DeviceHook **)((const char *)d->cls + hook_offset);
+        if (hook && !hook(d, errp)) {
+            error_prepend(errp, "%s '%s': ", what, d->id);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool device_stop_all(Error **errp)
+{
+    return run_hooks(offsetof(DeviceClass, stop), "cannot stop device",
+                     errp);
+}
+
+bool device_start_all(Error **errp)
+{
+    return run_hooks(offsetof(DeviceClass, start), "cannot start device",
+                     errp);
+}
+
+bool device_migration_check_all(Error **errp)
+{
+    return run_hooks(offsetof(DeviceClass, migration_check),
+                     "device cannot migrate", errp);
+}
+
+bool device_activate_all(Error **errp)
+{
+    return run_hooks(offsetof(DeviceClass, activate),
+                     "cannot activate device", errp);
+}
+
+static void inactivate_reverse(Device *d)
+{
+    if (!d) {
+        return;
+    }
+    inactivate_reverse(d->next);
+    if (d->cls->inactivate) {
+        d->cls->inactivate(d);
+    }
+}
+
+void device_inactivate_all(void)
+{
+    inactivate_reverse(devices);
+}
+
+VMStateSection *device_vmstate_sections(size_t *n)
+{
+    size_t count = 0, i = 0;
+    for (Device *d = devices; d; d = d->next) {
+        count += d->cls->vmsd != NULL;
+    }
+    VMStateSection *secs = calloc(count ? count : 1, sizeof(*secs));
+    if (!secs) {
+        *n = 0;
+        return NULL;
+    }
+    for (Device *d = devices; d; d = d->next) {
+        if (d->cls->vmsd) {
+            secs[i++] = (VMStateSection){
+                .name = d->id, .instance_id = 0,
+                .vmsd = d->cls->vmsd, .opaque = d,
+            };
+        }
+    }
+    *n = count;
+    return secs;
+}

@@ -1,0 +1,90 @@
+/*
+ * Devices: what stormigd serves (a vhost-user SCSI controller and its
+ * disks, an NVMe controller, ...). A device type is a DeviceClass; the
+ * daemon creates instances from --device options and drives them through
+ * the VM's run state and through migration.
+ *
+ * Hooks are optional (NULL = nothing to do) and all run on the main loop
+ * thread.
+ */
+#ifndef STORMIG_DEVICE_DEVICE_H
+#define STORMIG_DEVICE_DEVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <json-c/json.h>
+
+#include "util/error.h"
+#include "util/keyval.h"
+#include "util/loop.h"
+#include "vmstate/vmstate.h"
+
+typedef struct Device Device;
+
+typedef struct DeviceClass {
+    const char *type;               /* --device TYPE,... */
+    const char *description;
+    size_t instance_size;           /* >= sizeof(Device), Device first */
+
+    /* Reads its properties from props (every key must be consumed). */
+    bool (*realize)(Device *dev, KeyVal *props, Error **errp);
+    void (*unrealize)(Device *dev);
+
+    /* VM run state: stop quiesces the data path (no new requests, all
+     * in-flight ones completed); start resumes it. */
+    bool (*stop)(Device *dev, Error **errp);
+    bool (*start)(Device *dev, Error **errp);
+
+    /* Source, before a migration starts: refuse up front (allowlist). */
+    bool (*migration_check)(Device *dev, Error **errp);
+
+    /* Device state carried by migration (NULL: none). The section's opaque
+     * is the Device itself. */
+    const VMStateDescription *vmsd;
+
+    /* Ownership of what the device holds beyond its images (e.g. a SCSI
+     * reservation). activate runs after the process took its disks
+     * (destination at switchover, source after a failed or cancelled
+     * migration); inactivate runs before the source gives them up. */
+    bool (*activate)(Device *dev, Error **errp);
+    void (*inactivate)(Device *dev);
+
+    /* Adds type-specific members to a query-devices entry. */
+    void (*query)(Device *dev, json_object *info);
+} DeviceClass;
+
+struct Device {
+    const DeviceClass *cls;
+    char *id;
+    EventLoop *loop;                /* the daemon's main loop */
+    Device *next;
+};
+
+void device_class_register(const DeviceClass *cls);
+const DeviceClass *device_class_find(const char *type);
+/* Iterates registered classes: pass NULL to start. */
+const DeviceClass *device_class_next(const DeviceClass *cls);
+
+/* Parses "TYPE,id=ID,key=value,..." and realizes the device. */
+Device *device_create(const char *optstr, EventLoop *loop, Error **errp);
+void device_destroy(Device *dev);
+void device_destroy_all(void);
+
+Device *device_find(const char *id);
+/* Iterates devices in creation order: pass NULL to start. */
+Device *device_next(Device *dev);
+
+/* Run every device's hook in creation order (inactivate: reverse order).
+ * The bool ones stop at the first failure, which names the device. */
+bool device_stop_all(Error **errp);
+bool device_start_all(Error **errp);
+bool device_migration_check_all(Error **errp);
+bool device_activate_all(Error **errp);
+void device_inactivate_all(void);
+
+/* The sections of every device that has state, for the state engine.
+ * Returns a malloc'd array (count in *n). */
+VMStateSection *device_vmstate_sections(size_t *n);
+
+#endif
