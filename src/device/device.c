@@ -74,6 +74,7 @@ Device *device_create(const char *optstr, EventLoop *loop, Error **errp)
     KeyVal *kv = keyval_parse(optstr, "driver", errp);
     Device *dev = NULL;
     if (!kv) {
+        error_prepend(errp, "--device %s: ", optstr);
         return NULL;
     }
     const char *type = keyval_get(kv, "driver");
