@@ -1,0 +1,39 @@
+/*
+ * Monitor internals shared by its files and its tests: the command table,
+ * per-client negotiation state, and response building.
+ */
+#ifndef STORMIG_MONITOR_MONITOR_INT_H
+#define STORMIG_MONITOR_MONITOR_INT_H
+
+#include <stdbool.h>
+
+#include <json-c/json.h>
+
+#include "monitor/monitor.h"
+#include "util/error.h"
+
+/* The QMP session state of one client (qmp-spec "Capabilities
+ * Negotiation"): commands are refused until qmp_capabilities succeeded. */
+typedef struct QmpSession {
+    bool negotiated;
+} QmpSession;
+
+/* Runs one request for a session; returns the response (caller puts it). */
+json_object *qmp_session_dispatch(QmpSession *session, json_object *request);
+
+/* {"error": {"class": ..., "desc": ...}} plus "id" when id is not NULL
+ * (the id gets a new reference). */
+json_object *qmp_error_response(const Error *err, json_object *id);
+
+/* Looks a registered command up (built-ins excluded). */
+bool qmp_find_command(const char *name, QmpCommandFunc **fn, void **opaque);
+
+/* Calls fn for every command name, built-ins first. */
+typedef void QmpCommandNameFunc(const char *name, void *opaque);
+void qmp_for_each_command(QmpCommandNameFunc *fn, void *opaque);
+
+/* The built-in query-commands handler. */
+bool qmp_query_commands(json_object *args, json_object **ret, void *opaque,
+                        Error **errp);
+
+#endif

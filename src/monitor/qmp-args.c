@@ -1,0 +1,128 @@
+/*
+ * Reading a command's "arguments" object. Messages follow QEMU's wording
+ * so that clients matching on them keep working.
+ */
+#include "monitor/monitor.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/*
+ * Finds member name. Returns false (with *member NULL) only on error;
+ * returns true with *member NULL when it is absent and optional.
+ */
+static bool arg_lookup(json_object *args, const char *name, bool optional,
+                       json_object **member, Error **errp)
+{
+    *member = NULL;
+    if (args && json_object_is_type(args, json_type_object)) {
+        json_object_object_get_ex(args, name, member);
+    }
+    if (!*member && !optional) {
+        error_setg(errp, "Parameter '%s' is missing", name);
+        return false;
+    }
+    return true;
+}
+
+static void arg_type_error(const char *name, const char *expected,
+                           Error **errp)
+{
+    error_setg(errp, "Invalid parameter type for '%s', expected: %s",
+               name, expected);
+}
+
+bool qmp_arg_str(json_object *args, const char *name, bool optional,
+                 const char **out, Error **errp)
+{
+    json_object *v;
+    if (!arg_lookup(args, name, optional, &v, errp)) {
+        return false;
+    }
+    if (!v) {
+        return true;
+    }
+    if (!json_object_is_type(v, json_type_string)) {
+        arg_type_error(name, "string", errp);
+        return false;
+    }
+    const char *s = json_object_get_string(v);
+    /* JSON allows "\u0000"; a C string would silently end there. */
+    if (strlen(s) != (size_t)json_object_get_string_len(v)) {
+        error_setg(errp, "Parameter '%s' must not contain a NUL character",
+                   name);
+        return false;
+    }
+    *out = s;
+    return true;
+}
+
+bool qmp_arg_bool(json_object *args, const char *name, bool optional,
+                  bool *out, Error **errp)
+{
+    json_object *v;
+    if (!arg_lookup(args, name, optional, &v, errp)) {
+        return false;
+    }
+    if (!v) {
+        return true;
+    }
+    if (!json_object_is_type(v, json_type_boolean)) {
+        arg_type_error(name, "boolean", errp);
+        return false;
+    }
+    *out = json_object_get_boolean(v);
+    return true;
+}
+
+bool qmp_arg_int(json_object *args, const char *name, bool optional,
+                 int64_t *out, Error **errp)
+{
+    json_object *v;
+    if (!arg_lookup(args, name, optional, &v, errp)) {
+        return false;
+    }
+    if (!v) {
+        return true;
+    }
+    if (!json_object_is_type(v, json_type_int)) {
+        arg_type_error(name, "integer", errp);
+        return false;
+    }
+    /* json-c keeps values above INT64_MAX as unsigned and clamps them
+     * when read as int64: refuse rather than hand out a wrong number. */
+    int64_t i = json_object_get_int64(v);
+    if (i == INT64_MAX && json_object_get_uint64(v) > (uint64_t)INT64_MAX) {
+        error_setg(errp, "Parameter '%s' is out of range", name);
+        return false;
+    }
+    *out = i;
+    return true;
+}
+
+bool qmp_args_check(json_object *args, const char *const *known,
+                    Error **errp)
+{
+    if (!args) {
+        return true;
+    }
+    if (!json_object_is_type(args, json_type_object)) {
+        error_setg(errp, "QMP input member 'arguments' must be an object");
+        return false;
+    }
+    json_object_object_foreach(args, key, val) {
+        (void)val;
+        bool found = false;
+        for (size_t i = 0; known && known[i]; i++) {
+            if (strcmp(known[i], key) == 0) {
+                found = true;
+                break;
+            }
+        }
+        if (!found) {
+            error_setg(errp, "Parameter '%s' is unexpected", key);
+            return false;
+        }
+    }
+    return true;
+}
