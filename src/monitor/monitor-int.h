@@ -21,9 +21,9 @@ typedef struct QmpSession {
 /* Runs one request for a session; returns the response (caller puts it). */
 json_object *qmp_session_dispatch(QmpSession *session, json_object *request);
 
-/* {"error": {"class": ..., "desc": ...}} plus "id" when id is not NULL
- * (the id gets a new reference). */
-json_object *qmp_error_response(const Error *err, json_object *id);
+/* {"error": {"class": ..., "desc": ...}}, plus the "id" of request when
+ * it is an object that has one (request may be NULL). */
+json_object *qmp_error_response(const Error *err, json_object *request);
 
 /* Looks a registered command up (built-ins excluded). */
 bool qmp_find_command(const char *name, QmpCommandFunc **fn, void **opaque);

@@ -8,7 +8,17 @@
 
 #include <string.h>
 
-json_object *qmp_error_response(const Error *err, json_object *id)
+/* Copies the request's "id" (any JSON value, null included) to rsp. */
+static void add_id(json_object *rsp, json_object *request)
+{
+    json_object *id = NULL;
+    if (request && json_object_is_type(request, json_type_object) &&
+        json_object_object_get_ex(request, "id", &id)) {
+        json_object_object_add(rsp, "id", json_object_get(id));
+    }
+}
+
+json_object *qmp_error_response(const Error *err, json_object *request)
 {
     json_object *body = json_object_new_object();
     json_object_object_add(body, "class", json_object_new_string(
@@ -17,9 +27,7 @@ json_object *qmp_error_response(const Error *err, json_object *id)
                            json_object_new_string(error_get_pretty(err)));
     json_object *rsp = json_object_new_object();
     json_object_object_add(rsp, "error", body);
-    if (id) {
-        json_object_object_add(rsp, "id", json_object_get(id));
-    }
+    add_id(rsp, request);
     return rsp;
 }
 
@@ -153,26 +161,20 @@ json_object *qmp_session_dispatch(QmpSession *session, json_object *request)
     Error *err = NULL;
     const char *name = NULL;
     json_object *args = NULL;
-    json_object *id = NULL;
     json_object *ret = NULL;
 
-    /* The id is echoed even when the rest of the request is bad. */
-    if (json_object_is_type(request, json_type_object)) {
-        json_object_object_get_ex(request, "id", &id);
-    }
     if (!check_request(request, &name, &args, &err) ||
         !run_command(session, name, args, &ret, &err)) {
         json_object_put(ret);   /* a failing handler may have set it */
-        json_object *rsp = qmp_error_response(err, id);
+        /* The id is echoed even when the rest of the request is bad. */
+        json_object *rsp = qmp_error_response(err, request);
         error_free(err);
         return rsp;
     }
     json_object *rsp = json_object_new_object();
     json_object_object_add(rsp, "return",
                            ret ? ret : json_object_new_object());
-    if (id) {
-        json_object_object_add(rsp, "id", json_object_get(id));
-    }
+    add_id(rsp, request);
     return rsp;
 }
 
