@@ -64,6 +64,12 @@ bool blk_attach_loop(BlockBackend *blk, EventLoop *loop, Error **errp);
  * -EINVAL for a range outside the disk or misaligned for O_DIRECT, -EPERM
  * when writing to an inactive or read-only backend, -EAGAIN when the ring
  * is full.
+ *
+ * There is no internal queue: at most queue_depth requests are in flight,
+ * and a caller that gets -EAGAIN retries after one of its completions.
+ * A zero-length request is valid and completes with 0. Discards are a hint:
+ * with discard off, or on a file that cannot punch holes, they complete
+ * with 0 and change nothing.
  */
 int blk_preadv(BlockBackend *blk, uint64_t offset, const struct iovec *iov,
                int iovcnt, BlockCompletionFunc *cb, void *opaque);
@@ -80,10 +86,29 @@ int blk_write_zeroes(BlockBackend *blk, uint64_t offset, uint64_t bytes,
  * flight. Call on the loop's thread or when that loop is not running. */
 void blk_drain(BlockBackend *blk);
 
-/* Synchronous helpers for tools and tests (not for the data path). */
+/* The loop completions run on; NULL until blk_attach_loop. Before a loop
+ * is attached, completions run only inside blk_drain and the synchronous
+ * helpers. */
+EventLoop *blk_get_loop(const BlockBackend *blk);
+/* True when writes may reach the file now: read-write and owned. */
+bool blk_is_active(const BlockBackend *blk);
+
+/* Counters since open, for query commands and tests. */
+typedef struct BlockStats {
+    uint64_t rd_ops, wr_ops, flush_ops, discard_ops, zero_ops;
+    uint64_t rd_bytes, wr_bytes;
+    uint64_t failed_ops;        /* completed with an error */
+    uint64_t zero_fallbacks;    /* write-zeroes served by writing zeroes */
+} BlockStats;
+void blk_get_stats(const BlockBackend *blk, BlockStats *stats);
+
+/* Synchronous helpers for tools and tests (not for the data path). They
+ * accept any buffer (bounced when O_DIRECT needs alignment) but the range
+ * must still be inside the disk and aligned. */
 int blk_pread_sync(BlockBackend *blk, uint64_t offset, void *buf,
                    uint64_t len);
 int blk_pwrite_sync(BlockBackend *blk, uint64_t offset, const void *buf,
                     uint64_t len);
+int blk_flush_sync(BlockBackend *blk);
 
 #endif
