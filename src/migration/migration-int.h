@@ -1,0 +1,100 @@
+/* Shared by the migration layer's source, destination and file parts. */
+#ifndef STORMIG_MIGRATION_MIGRATION_INT_H
+#define STORMIG_MIGRATION_MIGRATION_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "migration/channel.h"
+#include "migration/migration.h"
+#include "migration/runstate.h"
+#include "migration/uri.h"
+#include "vmstate/vmstate.h"
+
+typedef enum MigRole {
+    MIG_ROLE_NONE,
+    MIG_ROLE_SOURCE,
+    MIG_ROLE_DESTINATION,
+} MigRole;
+
+/* Where a side is in the message exchange; a message arriving at any
+ * other step is a protocol error. */
+typedef enum MigStep {
+    MIG_STEP_IDLE,
+    MIG_STEP_CONNECTING,
+    MIG_STEP_WAIT_HELLO,
+    MIG_STEP_WAIT_STATE,            /* dst: waiting for DEVICE_STATE */
+    MIG_STEP_LOADING,               /* dst: load delayed (debug) */
+    MIG_STEP_WAIT_LOADED,           /* src: waiting for STATE_LOADED */
+    MIG_STEP_WAIT_SWITCHOVER,       /* dst */
+    MIG_STEP_WAIT_DONE,             /* src: waiting for SWITCHOVER_DONE */
+    MIG_STEP_FINISHED,
+} MigStep;
+
+typedef struct MigState {
+    EventLoop *loop;
+    MigRole role;
+    MigStep step;
+    MigrationStatus status;
+    char *error_desc;
+
+    MigChannel *ch;
+    int connect_fd;                 /* src: connect in progress */
+    int listen_fd;                  /* dst: waiting for the source */
+    char *listen_unix_path;         /* removed when listening ends */
+
+    bool was_running;               /* src: run state before the stop */
+    bool disks_given_up;            /* src: inactivated for this run */
+    uint64_t start_ns, setup_done_ns, stop_ns, end_ns;
+    bool downtime_valid;
+    uint64_t device_state_size;
+    uint64_t transferred;
+
+    uint32_t debug_load_delay_ms;
+    uint64_t load_timer;
+    uint8_t *pending_state;         /* dst: state waiting for the delay */
+    size_t pending_len;
+} MigState;
+
+extern MigState mig;
+
+/* Global (non-device) state carried in every stream: whether the source
+ * ran, so a file restore knows whether to run. */
+typedef struct MigGlobalState {
+    uint8_t running;
+} MigGlobalState;
+
+extern MigGlobalState mig_global;
+
+/* Every device section plus the global one (malloc'd, *n set). */
+VMStateSection *mig_sections(size_t *n, Error **errp);
+
+/* Starts a new record for this role; forgets the last one. */
+void mig_begin(MigRole role);
+void mig_set_status(MigrationStatus status);
+/* Records the failure (keeps the first message). */
+void mig_set_error(const Error *err);
+void mig_close_channel(void);
+void mig_stop_listening(void);
+
+/* Source steps (migration-source.c). */
+bool mig_src_start_socket(const MigUri *uri, Error **errp);
+bool mig_src_stop_vm(Error **errp);
+bool mig_src_save_state(uint8_t **data, size_t *len, bool with_description,
+                        Error **errp);
+bool mig_src_give_up_disks(Error **errp);
+void mig_src_complete(void);
+void mig_src_recover(void);
+void mig_src_fail(Error *err, bool cancelled);
+
+/* Destination (migration-dest.c). */
+bool mig_dst_listen(const MigUri *uri, Error **errp);
+bool mig_dst_load_state(const uint8_t *data, size_t len, Error **errp);
+bool mig_dst_switchover(bool run, Error **errp);
+
+/* file: (migration-file.c). */
+bool mig_file_save(const char *path, Error **errp);
+bool mig_file_load(const char *path, Error **errp);
+
+#endif

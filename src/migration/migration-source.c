@@ -1,0 +1,266 @@
+/* Source side of a socket migration, one function per flow step. */
+#include "migration/migration-int.h"
+#include "block/ownership.h"
+#include "device/device.h"
+#include "util/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void src_message(MigChannel *ch, uint16_t type, const uint8_t *payload,
+                        uint32_t len, void *opaque);
+static void src_channel_failed(MigChannel *ch, Error *err, void *opaque);
+
+static const MigChannelOps src_ops = {
+    .message = src_message,
+    .failed = src_channel_failed,
+};
+
+static bool src_send(uint16_t type, const void *payload, uint32_t len,
+                     Error **errp)
+{
+    return mig_channel_send(mig.ch, type, payload, len, errp);
+}
+
+/* Step: the connection is up; greet the destination. */
+static bool src_connected(int fd, Error **errp)
+{
+    mig.ch = mig_channel_new(mig.loop, fd, &src_ops, NULL, errp);
+    if (!mig.ch) {
+        close(fd);
+        return false;
+    }
+    ByteBuf hello;
+    bytebuf_init(&hello);
+    mig_hello_encode(&hello);
+    bool ok = src_send(MIG_MSG_HELLO, hello.data, (uint32_t)hello.len, errp);
+    bytebuf_free(&hello);
+    mig.step = MIG_STEP_WAIT_HELLO;
+    return ok;
+}
+
+static void src_connect_ready(EventLoop *loop, int fd, int mask, void *opaque)
+{
+    Error *err = NULL;
+    loop_del_fd(loop, fd);
+    mig.connect_fd = -1;
+    if (!mig_socket_finish_connect(fd, &err)) {
+        close(fd);
+        mig_src_fail(err, false);
+        return;
+    }
+    if (!src_connected(fd, &err)) {
+        mig_src_fail(err, false);
+    }
+}
+
+bool mig_src_start_socket(const MigUri *uri, Error **errp)
+{
+    bool in_progress;
+    mig_begin(MIG_ROLE_SOURCE);
+    mig.was_running = runstate_is_running();
+    mig_set_status(MIGRATION_STATUS_SETUP);
+    Error *err = NULL;
+    int fd = mig_socket_connect(uri, &in_progress, &err);
+    if (fd < 0) {
+        /* The command fails, and query-migrate says why as well. */
+        mig_set_error(err);
+        mig_set_status(MIGRATION_STATUS_FAILED);
+        error_propagate(errp, err);
+        return false;
+    }
+    mig.step = MIG_STEP_CONNECTING;
+    if (in_progress) {
+        mig.connect_fd = fd;
+        if (!loop_add_fd(mig.loop, fd, LOOP_WRITE, src_connect_ready, NULL,
+                         &err)) {
+            mig.connect_fd = -1;
+            close(fd);
+            mig_src_fail(err, false);
+        }
+        return true;
+    }
+    if (!src_connected(fd, &err)) {
+        mig_src_fail(err, false);
+    }
+    return true;
+}
+
+bool mig_src_stop_vm(Error **errp)
+{
+    mig.stop_ns = clock_ns();
+    if (!vm_stop(RUN_STATE_FINISH_MIGRATE, errp)) {
+        return false;
+    }
+    mig_global.running = mig.was_running;
+    mig_set_status(MIGRATION_STATUS_DEVICE);
+    return true;
+}
+
+bool mig_src_save_state(uint8_t **data, size_t *len, bool with_description,
+                        Error **errp)
+{
+    size_t n;
+    VMStateSection *secs = mig_sections(&n, errp);
+    if (!secs) {
+        return false;
+    }
+    ByteBuf buf;
+    bytebuf_init(&buf);
+    bool ok = vmstate_save_stream(secs, n, with_description, &buf, errp);
+    free(secs);
+    if (ok && buf.failed) {
+        error_setg(errp, "out of memory saving device state");
+        ok = false;
+    }
+    if (!ok) {
+        bytebuf_free(&buf);
+        return false;
+    }
+    *data = bytebuf_steal(&buf, len);
+    mig.device_state_size = *len;
+    return true;
+}
+
+/* Step: stop, save and send; runs once the destination greeted us. */
+static bool src_send_state(Error **errp)
+{
+    uint8_t *data;
+    size_t len;
+    if (!mig_src_stop_vm(errp) ||
+        !mig_src_save_state(&data, &len, false, errp)) {
+        return false;
+    }
+    if (len > MIG_FRAME_MAX_PAYLOAD) {
+        error_setg(errp, "device state too large (%zu bytes)", len);
+        free(data);
+        return false;
+    }
+    bool ok = src_send(MIG_MSG_DEVICE_STATE, data, (uint32_t)len, errp);
+    free(data);
+    mig.step = MIG_STEP_WAIT_LOADED;
+    return ok;
+}
+
+bool mig_src_give_up_disks(Error **errp)
+{
+    if (!vm_inactivate_disks(errp)) {
+        return false;
+    }
+    mig.disks_given_up = true;
+    return true;
+}
+
+/* Step: the destination holds the state; hand the disks over. */
+static bool src_switchover(Error **errp)
+{
+    if (!mig_src_give_up_disks(errp)) {
+        return false;
+    }
+    uint8_t flags = mig.was_running ? MIG_SWITCHOVER_RUN : 0;
+    mig.step = MIG_STEP_WAIT_DONE;
+    return src_send(MIG_MSG_SWITCHOVER, &flags, 1, errp);
+}
+
+void mig_src_complete(void)
+{
+    mig.step = MIG_STEP_FINISHED;
+    mig.downtime_valid = true;
+    mig_close_channel();
+    runstate_set(RUN_STATE_POSTMIGRATE);
+    mig_set_status(MIGRATION_STATUS_COMPLETED);
+    log_info("migration completed: downtime %.3f ms, device state %llu bytes",
+             (double)(mig.end_ns - mig.stop_ns) / 1e6,
+             (unsigned long long)mig.device_state_size);
+}
+
+void mig_src_recover(void)
+{
+    Error *err = NULL;
+    RunState rs = runstate_get();
+    /* Seed 004: whatever step failed, take the disks back before the VM
+     * may run again (a no-op when they were never given up). */
+    if (!vm_activate_disks(&err)) {
+        error_prepend(&err, "cannot take the disks back: ");
+        mig_set_error(err);
+        error_report_err(err);
+        if (rs == RUN_STATE_FINISH_MIGRATE) {
+            runstate_set(RUN_STATE_PAUSED);
+        }
+        return;
+    }
+    if (rs != RUN_STATE_FINISH_MIGRATE) {
+        return;     /* never stopped: nothing to undo */
+    }
+    if (!mig.was_running) {
+        runstate_set(RUN_STATE_PAUSED);
+        return;
+    }
+    runstate_set(RUN_STATE_PAUSED);
+    if (!vm_start(&err)) {
+        error_prepend(&err, "cannot resume after the failed migration: ");
+        mig_set_error(err);
+        error_report_err(err);
+    }
+}
+
+void mig_src_fail(Error *err, bool cancelled)
+{
+    log_warn("migration %s: %s", cancelled ? "cancelled" : "failed",
+             error_get_pretty(err));
+    mig_set_error(err);
+    error_free(err);
+    mig.step = MIG_STEP_FINISHED;
+    mig_close_channel();
+    mig_src_recover();
+    mig_set_status(cancelled ? MIGRATION_STATUS_CANCELLED
+                             : MIGRATION_STATUS_FAILED);
+}
+
+static bool src_handle(uint16_t type, const uint8_t *payload, uint32_t len,
+                       Error **errp)
+{
+    if (type == MIG_MSG_ERROR) {
+        char *text = mig_error_text(payload, len);
+        error_setg(errp, "destination failed: %s", text ? text : "?");
+        free(text);
+        return false;
+    }
+    if (type == MIG_MSG_HELLO && mig.step == MIG_STEP_WAIT_HELLO) {
+        if (!mig_hello_check(payload, len, errp)) {
+            return false;
+        }
+        mig.setup_done_ns = clock_ns();
+        mig_set_status(MIGRATION_STATUS_ACTIVE);
+        return src_send_state(errp);
+    }
+    if (type == MIG_MSG_STATE_LOADED && mig.step == MIG_STEP_WAIT_LOADED &&
+        len == 0) {
+        return src_switchover(errp);
+    }
+    if (type == MIG_MSG_SWITCHOVER_DONE && mig.step == MIG_STEP_WAIT_DONE &&
+        len == 0) {
+        mig_src_complete();
+        return true;
+    }
+    error_setg(errp, "unexpected %s message (%u bytes) from the destination",
+               mig_msg_name(type), len);
+    log_ratelimited(LOG_WARN, "migration: %s", error_get_pretty(*errp));
+    return false;
+}
+
+static void src_message(MigChannel *ch, uint16_t type, const uint8_t *payload,
+                        uint32_t len, void *opaque)
+{
+    Error *err = NULL;
+    if (!src_handle(type, payload, len, &err)) {
+        mig_src_fail(err, false);
+    }
+}
+
+static void src_channel_failed(MigChannel *ch, Error *err, void *opaque)
+{
+    error_prepend(&err, "migration channel: ");
+    mig_src_fail(err, false);
+}

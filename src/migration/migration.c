@@ -1,0 +1,276 @@
+/* Migration record, query-migrate, and the entry points of both roles. */
+#include "migration/migration-int.h"
+#include "block/ownership.h"
+#include "device/device.h"
+#include "util/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+MigState mig = { .connect_fd = -1, .listen_fd = -1 };
+MigGlobalState mig_global;
+
+static const VMStateField global_fields[] = {
+    VMSTATE_UINT8(running, MigGlobalState),
+    VMSTATE_END_OF_LIST(),
+};
+
+static const VMStateDescription global_vmsd = {
+    .name = "stormigd-global",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = global_fields,
+};
+
+/* Device ids cannot contain ':', so this never clashes with a device. */
+#define GLOBAL_SECTION_NAME "stormigd:global"
+
+static const char *const status_names[] = {
+    [MIGRATION_STATUS_NONE] = "none",
+    [MIGRATION_STATUS_SETUP] = "setup",
+    [MIGRATION_STATUS_ACTIVE] = "active",
+    [MIGRATION_STATUS_DEVICE] = "device",
+    [MIGRATION_STATUS_COMPLETED] = "completed",
+    [MIGRATION_STATUS_FAILED] = "failed",
+    [MIGRATION_STATUS_CANCELLING] = "cancelling",
+    [MIGRATION_STATUS_CANCELLED] = "cancelled",
+};
+
+const char *migration_status_name(MigrationStatus status)
+{
+    return status_names[status];
+}
+
+void migration_init(EventLoop *loop)
+{
+    mig.loop = loop;
+}
+
+MigrationStatus migration_status(void)
+{
+    return mig.status;
+}
+
+bool migration_is_active(void)
+{
+    return mig.status == MIGRATION_STATUS_SETUP ||
+           mig.status == MIGRATION_STATUS_ACTIVE ||
+           mig.status == MIGRATION_STATUS_DEVICE ||
+           mig.status == MIGRATION_STATUS_CANCELLING;
+}
+
+void migration_set_debug_load_delay(uint32_t ms)
+{
+    mig.debug_load_delay_ms = ms;
+}
+
+VMStateSection *mig_sections(size_t *n, Error **errp)
+{
+    size_t ndev = 0;
+    VMStateSection *devs = device_vmstate_sections(&ndev);
+    VMStateSection *secs = devs ? realloc(devs, (ndev + 1) * sizeof(*secs))
+                                : NULL;
+    if (!secs) {
+        free(devs);
+        error_setg(errp, "out of memory");
+        return NULL;
+    }
+    secs[ndev] = (VMStateSection){
+        .name = GLOBAL_SECTION_NAME, .instance_id = 0,
+        .vmsd = &global_vmsd, .opaque = &mig_global,
+    };
+    *n = ndev + 1;
+    return secs;
+}
+
+void mig_begin(MigRole role)
+{
+    free(mig.error_desc);
+    mig.error_desc = NULL;
+    mig.role = role;
+    mig.step = MIG_STEP_IDLE;
+    mig.was_running = false;
+    mig.disks_given_up = false;
+    mig.start_ns = clock_ns();
+    mig.setup_done_ns = mig.stop_ns = mig.end_ns = 0;
+    mig.downtime_valid = false;
+    mig.device_state_size = 0;
+    mig.transferred = 0;
+    mig.status = MIGRATION_STATUS_NONE;
+}
+
+void mig_set_status(MigrationStatus status)
+{
+    if (status == mig.status) {
+        return;
+    }
+    log_info("migration (%s): %s -> %s",
+             mig.role == MIG_ROLE_SOURCE ? "source" : "destination",
+             status_names[mig.status], status_names[status]);
+    mig.status = status;
+    if (status == MIGRATION_STATUS_COMPLETED ||
+        status == MIGRATION_STATUS_FAILED ||
+        status == MIGRATION_STATUS_CANCELLED) {
+        mig.end_ns = clock_ns();
+    }
+    json_object *data = json_object_new_object();
+    json_object_object_add(data, "status",
+                           json_object_new_string(status_names[status]));
+    runstate_emit_event("MIGRATION", data);
+}
+
+void mig_set_error(const Error *err)
+{
+    if (!mig.error_desc) {
+        mig.error_desc = strdup(error_get_pretty(err));
+    }
+}
+
+void mig_close_channel(void)
+{
+    if (mig.ch) {
+        mig.transferred = mig_channel_bytes_sent(mig.ch) +
+                          mig_channel_bytes_received(mig.ch);
+        mig_channel_free(mig.ch);
+        mig.ch = NULL;
+    }
+    if (mig.connect_fd >= 0) {
+        loop_del_fd(mig.loop, mig.connect_fd);
+        close(mig.connect_fd);
+        mig.connect_fd = -1;
+    }
+    if (mig.load_timer) {
+        loop_del_timer(mig.loop, mig.load_timer);
+        mig.load_timer = 0;
+    }
+    free(mig.pending_state);
+    mig.pending_state = NULL;
+    mig.pending_len = 0;
+}
+
+void mig_stop_listening(void)
+{
+    if (mig.listen_fd >= 0) {
+        loop_del_fd(mig.loop, mig.listen_fd);
+        close(mig.listen_fd);
+        mig.listen_fd = -1;
+    }
+    if (mig.listen_unix_path) {
+        unlink(mig.listen_unix_path);
+        free(mig.listen_unix_path);
+        mig.listen_unix_path = NULL;
+    }
+}
+
+bool migration_start_outgoing(const char *uri, Error **errp)
+{
+    if (migration_is_active() || mig.listen_fd >= 0) {
+        error_setg(errp, "a migration is already in progress");
+        return false;
+    }
+    if (runstate_get() == RUN_STATE_INMIGRATE) {
+        error_setg(errp, "cannot migrate out: waiting for an incoming "
+                   "migration");
+        return false;
+    }
+    if (!device_migration_check_all(errp)) {
+        return false;
+    }
+    MigUri u;
+    if (!mig_uri_parse(uri, &u, errp)) {
+        return false;
+    }
+    bool ok;
+    if (u.kind == MIG_URI_FILE) {
+        ok = mig_file_save(u.path, errp);
+    } else {
+        ok = mig_src_start_socket(&u, errp);
+    }
+    mig_uri_free(&u);
+    return ok;
+}
+
+bool migration_start_incoming(const char *uri, Error **errp)
+{
+    if (runstate_get() != RUN_STATE_INMIGRATE) {
+        error_setg(errp, "incoming migration needs the daemon started with "
+                   "--incoming");
+        return false;
+    }
+    if (migration_is_active() || mig.listen_fd >= 0) {
+        error_setg(errp, "an incoming migration is already in progress");
+        return false;
+    }
+    MigUri u;
+    if (!mig_uri_parse(uri, &u, errp)) {
+        return false;
+    }
+    bool ok;
+    if (u.kind == MIG_URI_FILE) {
+        ok = mig_file_load(u.path, errp);
+    } else {
+        ok = mig_dst_listen(&u, errp);
+    }
+    mig_uri_free(&u);
+    return ok;
+}
+
+void migration_cancel(void)
+{
+    if (mig.role == MIG_ROLE_SOURCE && migration_is_active()) {
+        Error *err = NULL;
+        error_setg(&err, "migration cancelled");
+        mig_set_status(MIGRATION_STATUS_CANCELLING);
+        mig_src_fail(err, true);
+    }
+}
+
+void migration_shutdown(void)
+{
+    migration_cancel();
+    mig_close_channel();
+    mig_stop_listening();
+    free(mig.error_desc);
+    mig.error_desc = NULL;
+}
+
+static double ns_to_ms(uint64_t ns)
+{
+    return (double)ns / 1e6;
+}
+
+json_object *migration_query(void)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "status",
+        json_object_new_string(status_names[mig.status]));
+    if (mig.status == MIGRATION_STATUS_NONE) {
+        return o;
+    }
+    uint64_t now = mig.end_ns ? mig.end_ns : clock_ns();
+    uint64_t transferred = mig.ch ? mig_channel_bytes_sent(mig.ch) +
+                           mig_channel_bytes_received(mig.ch)
+                           : mig.transferred;
+    json_object_object_add(o, "role", json_object_new_string(
+        mig.role == MIG_ROLE_SOURCE ? "source" : "destination"));
+    json_object_object_add(o, "total-time",
+        json_object_new_double(ns_to_ms(now - mig.start_ns)));
+    if (mig.setup_done_ns) {
+        json_object_object_add(o, "setup-time",
+            json_object_new_double(ns_to_ms(mig.setup_done_ns - mig.start_ns)));
+    }
+    if (mig.downtime_valid) {
+        json_object_object_add(o, "downtime",
+            json_object_new_double(ns_to_ms(mig.end_ns - mig.stop_ns)));
+    }
+    json_object_object_add(o, "device-state-size",
+        json_object_new_int64((int64_t)mig.device_state_size));
+    json_object_object_add(o, "transferred",
+        json_object_new_int64((int64_t)transferred));
+    if (mig.error_desc) {
+        json_object_object_add(o, "error-desc",
+            json_object_new_string(mig.error_desc));
+    }
+    return o;
+}

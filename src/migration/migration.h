@@ -1,0 +1,67 @@
+/*
+ * Live migration between two stormigd processes.
+ *
+ * Source flow (docs/migration-protocol.md), each step its own function so
+ * a later mode where the VMM stops the devices can reuse them:
+ *   connect -> HELLO exchange -> stop devices (STOP) -> save device state
+ *   -> DEVICE_STATE -> destination loads -> STATE_LOADED -> inactivate
+ *   devices and disks -> SWITCHOVER -> destination activates (and runs, if
+ *   the source ran) -> SWITCHOVER_DONE -> completed, postmigrate.
+ * Any failure, a cancel or the channel dropping before SWITCHOVER_DONE:
+ * the source takes its disks back and resumes if it was running.
+ *
+ * "file:PATH" writes the same device-state stream (with its description)
+ * to a file; "--incoming file:PATH" loads it.
+ *
+ * Everything runs on the main loop with non-blocking sockets, so the
+ * monitor keeps answering during a migration.
+ */
+#ifndef STORMIG_MIGRATION_MIGRATION_H
+#define STORMIG_MIGRATION_MIGRATION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "util/error.h"
+#include "util/loop.h"
+
+typedef enum MigrationStatus {
+    MIGRATION_STATUS_NONE,
+    MIGRATION_STATUS_SETUP,
+    MIGRATION_STATUS_ACTIVE,
+    MIGRATION_STATUS_DEVICE,        /* devices stopped, state in transit */
+    MIGRATION_STATUS_COMPLETED,
+    MIGRATION_STATUS_FAILED,
+    MIGRATION_STATUS_CANCELLING,
+    MIGRATION_STATUS_CANCELLED,
+} MigrationStatus;
+
+const char *migration_status_name(MigrationStatus status);
+
+/* Before anything else; loop is the main loop. */
+void migration_init(EventLoop *loop);
+/* Cancels whatever is in progress and closes listening sockets. */
+void migration_shutdown(void);
+
+MigrationStatus migration_status(void);
+bool migration_is_active(void);
+
+/* QMP migrate: unix:, tcp: or file:. Returns once the migration started
+ * (file: once it finished). */
+bool migration_start_outgoing(const char *uri, Error **errp);
+/* --incoming / migrate-incoming: unix:, tcp: (listen) or file: (load now).
+ * Only while the run state is inmigrate. */
+bool migration_start_incoming(const char *uri, Error **errp);
+/* QMP migrate_cancel: no-op when nothing is in progress. */
+void migration_cancel(void);
+
+/* The query-migrate answer. */
+json_object *migration_query(void);
+
+/* Testing aid (hidden daemon option): the destination waits this long
+ * before loading received device state. */
+void migration_set_debug_load_delay(uint32_t ms);
+
+#endif
