@@ -119,9 +119,21 @@ typedef enum VMStateErr {
     VMSTATE_E_BAD_DESCRIPTION,      /* embedded JSON description invalid */
     VMSTATE_E_POST_LOAD,            /* a post_load hook refused the state */
     VMSTATE_E_NO_MEMORY,
+    VMSTATE_E_COUNT_MISMATCH,       /* fixed array/buffer length differs
+                                       from the description */
+    VMSTATE_E_BAD_VMSD,             /* a local description is itself invalid
+                                       (programming error, never the
+                                       stream's fault) */
 } VMStateErr;
 
 const char *vmstate_err_name(VMStateErr err);
+
+/* Stream format version written and accepted by this build. */
+#define VMSTATE_FORMAT_VERSION 1
+
+/* CRC32C (Castagnoli) of buf, continuing from crc (start with 0); the
+ * end-of-stream check value. */
+uint32_t vmstate_crc32c(uint32_t crc, const void *buf, size_t len);
 
 /* Saves every section (pre_save hooks first; any refusal aborts). Appends
  * the JSON description after the end marker when with_description. */
@@ -134,6 +146,11 @@ bool vmstate_save_stream(const VMStateSection *secs, size_t n,
 bool vmstate_load_stream(const VMStateSection *secs, size_t n,
                          const uint8_t *data, size_t len,
                          VMStateErr *code, Error **errp);
+
+/* Frees what opaque owns according to vmsd: pointer-array entries and
+ * VARRAY_ALLOC arrays (with free()), recursively; opaque itself is not
+ * freed. For a device's unrealize after loads allocated entries. */
+void vmstate_free_owned(const VMStateDescription *vmsd, void *opaque);
 
 /* Prints a stream as JSON (needs the embedded description); for
  * stormig-analyze. Returns a malloc'd string. */
