@@ -234,3 +234,19 @@ VMStateSection *device_vmstate_sections(size_t *n)
     *n = count;
     return secs;
 }
+
+static bool compat_set;
+static unsigned compat_major, compat_minor;
+
+void device_set_compat_version(unsigned major, unsigned minor)
+{
+    compat_set = true;
+    compat_major = major;
+    compat_minor = minor;
+}
+
+bool device_compat_before(unsigned major, unsigned minor)
+{
+    return compat_set && (compat_major < major ||
+                          (compat_major == major && compat_minor < minor));
+}

@@ -87,4 +87,13 @@ void device_inactivate_all(void);
  * Returns a malloc'd array (count in *n). */
 VMStateSection *device_vmstate_sections(size_t *n);
 
+/*
+ * --compat-version X.Y: behave like the stormigd release X.Y for what
+ * changes the guest-visible or migrated behaviour (like a QEMU machine
+ * version). Unset means the newest behaviour.
+ */
+void device_set_compat_version(unsigned major, unsigned minor);
+/* True when a compat version is set and is older than major.minor. */
+bool device_compat_before(unsigned major, unsigned minor);
+
 #endif

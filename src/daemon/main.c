@@ -1,0 +1,313 @@
+/* stormigd: options, start-up, the main loop and a clean shutdown. */
+#include "daemon/daemon.h"
+#include "block/ownership.h"
+#include "device/device.h"
+#include "migration/migration.h"
+#include "migration/runstate.h"
+#include "monitor/monitor.h"
+#include "util/log.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#ifndef STORMIG_VERSION
+#define STORMIG_VERSION "unknown"
+#endif
+
+#define MAX_REPEATED 64
+
+typedef struct Options {
+    const char *blockdevs[MAX_REPEATED];
+    int n_blockdevs;
+    const char *devices[MAX_REPEATED];
+    int n_devices;
+    const char *monitor;
+    const char *incoming;
+    const char *name;
+    uint32_t debug_load_delay_ms;
+} Options;
+
+enum {
+    OPT_BLOCKDEV = 256, OPT_DEVICE, OPT_MONITOR, OPT_INCOMING, OPT_NAME,
+    OPT_LOG_LEVEL, OPT_COMPAT, OPT_DEBUG_LOAD_DELAY,
+};
+
+static const struct option long_options[] = {
+    { "blockdev", required_argument, NULL, OPT_BLOCKDEV },
+    { "device", required_argument, NULL, OPT_DEVICE },
+    { "monitor", required_argument, NULL, OPT_MONITOR },
+    { "incoming", required_argument, NULL, OPT_INCOMING },
+    { "name", required_argument, NULL, OPT_NAME },
+    { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+    { "compat-version", required_argument, NULL, OPT_COMPAT },
+    /* Testing aid, not in --help: delays loading incoming state. */
+    { "debug-load-delay-ms", required_argument, NULL, OPT_DEBUG_LOAD_DELAY },
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, 'V' },
+    { NULL, 0, NULL, 0 },
+};
+
+static void usage(void)
+{
+    printf(
+"Usage: stormigd [options]\n"
+"Serves a VM's storage devices and migrates them to another stormigd.\n"
+"\n"
+"  --blockdev driver=file,node-name=NODE,filename=FILE[,read-only=on]\n"
+"             [,cache.direct=on][,discard=unmap]   open a disk image\n"
+"  --device TYPE,id=ID[,prop=value...]   create a device (--device help)\n"
+"  --monitor unix:PATH           QMP monitor socket\n"
+"  --incoming URI|defer          wait for a migration (unix:PATH,\n"
+"                                tcp:HOST:PORT, file:PATH)\n"
+"  --name NAME                   tag for log lines\n"
+"  --log-level error|warn|info|debug\n"
+"  --compat-version X.Y          behave like release X.Y\n"
+"  -h, --help                    this text\n"
+"  -V, --version                 print the version\n");
+}
+
+static void list_device_types(void)
+{
+    printf("Device types:\n");
+    for (const DeviceClass *c = device_class_next(NULL); c;
+         c = device_class_next(c)) {
+        printf("  %-20s %s\n", c->type, c->description);
+    }
+}
+
+static bool add_repeated(const char **arr, int *n, const char *val,
+                         const char *what)
+{
+    if (*n == MAX_REPEATED) {
+        fprintf(stderr, "stormigd: too many %s options\n", what);
+        return false;
+    }
+    arr[(*n)++] = val;
+    return true;
+}
+
+static bool parse_compat(const char *s)
+{
+    unsigned major, minor;
+    char tail;
+    if (sscanf(s, "%u.%u%c", &major, &minor, &tail) != 2) {
+        fprintf(stderr, "stormigd: --compat-version wants X.Y, not '%s'\n",
+                s);
+        return false;
+    }
+    device_set_compat_version(major, minor);
+    return true;
+}
+
+static bool parse_value_option(int c, const char *arg, Options *o)
+{
+    LogLevel level;
+    uint64_t v;
+    switch (c) {
+    case OPT_BLOCKDEV:
+        return add_repeated(o->blockdevs, &o->n_blockdevs, arg, "--blockdev");
+    case OPT_DEVICE:
+        return add_repeated(o->devices, &o->n_devices, arg, "--device");
+    case OPT_MONITOR:
+        o->monitor = arg;
+        return true;
+    case OPT_INCOMING:
+        o->incoming = arg;
+        return true;
+    case OPT_NAME:
+        o->name = arg;
+        log_set_tag(arg);
+        return true;
+    case OPT_LOG_LEVEL:
+        if (!log_parse_level(arg, &level)) {
+            fprintf(stderr, "stormigd: unknown log level '%s'\n", arg);
+            return false;
+        }
+        log_set_level(level);
+        return true;
+    case OPT_COMPAT:
+        return parse_compat(arg);
+    case OPT_DEBUG_LOAD_DELAY:
+        if (!parse_u64(arg, &v) || v > 600000) {
+            fprintf(stderr, "stormigd: bad delay '%s'\n", arg);
+            return false;
+        }
+        o->debug_load_delay_ms = (uint32_t)v;
+        return true;
+    }
+    return false;
+}
+
+/* Returns 0 to go on, or an exit status + 1. */
+static int parse_options(int argc, char **argv, Options *o)
+{
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":hV", long_options, NULL)) != -1) {
+        if (c == 'h') {
+            usage();
+            return 1;
+        }
+        if (c == 'V') {
+            printf("stormigd %s\n", STORMIG_VERSION);
+            return 1;
+        }
+        if (c == ':') {
+            fprintf(stderr, "stormigd: option '%s' needs a value\n",
+                    argv[optind - 1]);
+            return 2;
+        }
+        if (c == '?') {
+            fprintf(stderr, "stormigd: unknown option '%s' (see --help)\n",
+                    argv[optind - 1]);
+            return 2;
+        }
+        if (!parse_value_option(c, optarg, o)) {
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "stormigd: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    return 0;
+}
+
+static bool create_backends_and_devices(const Options *o, EventLoop *loop,
+                                        Error **errp)
+{
+    for (int i = 0; i < o->n_blockdevs; i++) {
+        if (!daemon_blockdev_add(o->blockdevs[i], errp)) {
+            return false;
+        }
+    }
+    for (int i = 0; i < o->n_devices; i++) {
+        if (!device_create(o->devices[i], loop, errp)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void on_signal(EventLoop *loop, int fd, int mask, void *opaque)
+{
+    struct signalfd_siginfo si;
+    if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        log_info("signal %u: shutting down", si.ssi_signo);
+        loop_stop(loop);
+    }
+}
+
+static int watch_signals(EventLoop *loop, Error **errp)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (fd < 0 || !loop_add_fd(loop, fd, LOOP_READ, on_signal, NULL, errp)) {
+        if (fd >= 0) {
+            close(fd);
+        } else {
+            error_setg(errp, "cannot watch signals");
+        }
+        return -1;
+    }
+    return fd;
+}
+
+/* Incoming from a file loads now; a bad file leaves the daemon up and
+ * waiting, with the reason in query-migrate. A socket that cannot listen
+ * is a start-up error. */
+static bool start_incoming(const char *uri, Error **errp)
+{
+    runstate_set(RUN_STATE_INMIGRATE);
+    if (strcmp(uri, "defer") == 0) {
+        return true;
+    }
+    if (strncmp(uri, "file:", 5) == 0) {
+        Error *err = NULL;
+        if (!migration_start_incoming(uri, &err)) {
+            error_free(err);    /* logged, and kept for query-migrate */
+        }
+        return true;
+    }
+    return migration_start_incoming(uri, errp);
+}
+
+static bool daemon_start(const Options *o, EventLoop *loop, Monitor **mon,
+                         Error **errp)
+{
+    blk_ownership_init(o->incoming == NULL);
+    migration_init(loop);
+    migration_set_debug_load_delay(o->debug_load_delay_ms);
+    runstate_set_event_sink(qmp_event_emit);
+    if (!create_backends_and_devices(o, loop, errp)) {
+        return false;
+    }
+    daemon_register_qmp_commands(loop);
+    if (o->monitor && !(*mon = monitor_open(loop, o->monitor, errp))) {
+        error_prepend(errp, "--monitor %s: ", o->monitor);
+        return false;
+    }
+    if (o->incoming) {
+        return start_incoming(o->incoming, errp);
+    }
+    return vm_start(errp);
+}
+
+static void daemon_shutdown(Monitor *mon)
+{
+    Error *err = NULL;
+    migration_shutdown();
+    if (runstate_is_running() && !vm_stop(RUN_STATE_SHUTDOWN, &err)) {
+        error_report_err(err);
+    }
+    runstate_set(RUN_STATE_SHUTDOWN);
+    qmp_event_emit("SHUTDOWN", NULL);
+    monitor_close(mon);
+    qmp_unregister_all();
+    device_destroy_all();
+    daemon_blockdev_close_all();
+}
+
+int main(int argc, char **argv)
+{
+    Options o = { 0 };
+    daemon_register_device_types();
+    int rc = parse_options(argc, argv, &o);
+    if (rc) {
+        return rc - 1;
+    }
+    for (int i = 0; i < o.n_devices; i++) {
+        if (strcmp(o.devices[i], "help") == 0) {
+            list_device_types();
+            return 0;
+        }
+    }
+    Error *err = NULL;
+    Monitor *mon = NULL;
+    EventLoop *loop = loop_new(&err);
+    int sigfd = loop ? watch_signals(loop, &err) : -1;
+    if (sigfd < 0 || !daemon_start(&o, loop, &mon, &err)) {
+        fprintf(stderr, "stormigd: %s\n", error_get_pretty(err));
+        error_free(err);
+        daemon_shutdown(mon);
+        loop_free(loop);
+        return 1;
+    }
+    log_info("stormigd %s ready (%s)", STORMIG_VERSION,
+             runstate_name(runstate_get()));
+    loop_run(loop);
+    daemon_shutdown(mon);
+    close(sigfd);
+    loop_free(loop);
+    return 0;
+}

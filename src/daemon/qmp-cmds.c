@@ -1,0 +1,183 @@
+/* The daemon's QMP commands: run state, block nodes, devices, migration. */
+#include "daemon/daemon.h"
+#include "block/block.h"
+#include "block/ownership.h"
+#include "device/device.h"
+#include "migration/migration.h"
+#include "migration/runstate.h"
+#include "monitor/monitor.h"
+#include "util/log.h"
+
+static const char *const no_args[] = { NULL };
+
+static bool qmp_query_status(json_object *args, json_object **ret,
+                             void *opaque, Error **errp)
+{
+    if (!qmp_args_check(args, no_args, errp)) {
+        return false;
+    }
+    *ret = json_object_new_object();
+    json_object_object_add(*ret, "status",
+        json_object_new_string(runstate_name(runstate_get())));
+    json_object_object_add(*ret, "running",
+        json_object_new_boolean(runstate_is_running()));
+    return true;
+}
+
+static bool qmp_stop(json_object *args, json_object **ret, void *opaque,
+                     Error **errp)
+{
+    if (!qmp_args_check(args, no_args, errp)) {
+        return false;
+    }
+    if (migration_is_active()) {
+        error_setg(errp, "cannot stop during a migration");
+        return false;
+    }
+    if (!runstate_is_running()) {
+        return true;
+    }
+    return vm_stop(RUN_STATE_PAUSED, errp);
+}
+
+static bool qmp_cont(json_object *args, json_object **ret, void *opaque,
+                     Error **errp)
+{
+    if (!qmp_args_check(args, no_args, errp)) {
+        return false;
+    }
+    if (runstate_get() == RUN_STATE_INMIGRATE) {
+        error_setg(errp, "cannot continue: the incoming migration has not "
+                   "completed");
+        return false;
+    }
+    if (migration_is_active()) {
+        error_setg(errp, "cannot continue during a migration");
+        return false;
+    }
+    /* vm_start takes the disks first when this process does not own them
+     * (after a completed migration out, or an incoming one that did not
+     * run), seed 004. */
+    return vm_start(errp);
+}
+
+static json_object *block_info(BlockBackend *blk)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "node-name",
+                           json_object_new_string(blk_name(blk)));
+    json_object_object_add(o, "file",
+                           json_object_new_string(blk_filename(blk)));
+    json_object_object_add(o, "size",
+                           json_object_new_int64((int64_t)blk_size(blk)));
+    json_object_object_add(o, "read-only",
+                           json_object_new_boolean(blk_is_read_only(blk)));
+    json_object_object_add(o, "owned",
+                           json_object_new_boolean(blk_is_active(blk)));
+    return o;
+}
+
+static bool qmp_query_block(json_object *args, json_object **ret,
+                            void *opaque, Error **errp)
+{
+    if (!qmp_args_check(args, no_args, errp)) {
+        return false;
+    }
+    *ret = json_object_new_array();
+    for (BlockBackend *b = blk_next(NULL); b; b = blk_next(b)) {
+        json_object_array_add(*ret, block_info(b));
+    }
+    return true;
+}
+
+static bool qmp_query_devices(json_object *args, json_object **ret,
+                              void *opaque, Error **errp)
+{
+    if (!qmp_args_check(args, no_args, errp)) {
+        return false;
+    }
+    *ret = json_object_new_array();
+    for (Device *d = device_next(NULL); d; d = device_next(d)) {
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "id", json_object_new_string(d->id));
+        json_object_object_add(o, "type", json_object_new_string(d->cls->type));
+        if (d->cls->query) {
+            d->cls->query(d, o);
+        }
+        json_object_array_add(*ret, o);
+    }
+    return true;
+}
+
+static bool qmp_migrate(json_object *args, json_object **ret, void *opaque,
+                        Error **errp)
+{
+    static const char *const known[] = { "uri", "detach", NULL };
+    const char *uri;
+    bool detach;
+    return qmp_args_check(args, known, errp) &&
+           qmp_arg_str(args, "uri", false, &uri, errp) &&
+           qmp_arg_bool(args, "detach", true, &detach, errp) &&
+           migration_start_outgoing(uri, errp);
+}
+
+static bool qmp_migrate_incoming(json_object *args, json_object **ret,
+                                 void *opaque, Error **errp)
+{
+    static const char *const known[] = { "uri", NULL };
+    const char *uri;
+    return qmp_args_check(args, known, errp) &&
+           qmp_arg_str(args, "uri", false, &uri, errp) &&
+           migration_start_incoming(uri, errp);
+}
+
+static bool qmp_migrate_cancel(json_object *args, json_object **ret,
+                               void *opaque, Error **errp)
+{
+    if (!qmp_args_check(args, no_args, errp)) {
+        return false;
+    }
+    migration_cancel();
+    return true;
+}
+
+static bool qmp_query_migrate(json_object *args, json_object **ret,
+                              void *opaque, Error **errp)
+{
+    if (!qmp_args_check(args, no_args, errp)) {
+        return false;
+    }
+    *ret = migration_query();
+    return true;
+}
+
+static void stop_loop(void *opaque)
+{
+    loop_stop(opaque);
+}
+
+static bool qmp_quit(json_object *args, json_object **ret, void *opaque,
+                     Error **errp)
+{
+    if (!qmp_args_check(args, no_args, errp)) {
+        return false;
+    }
+    log_info("quit requested over QMP");
+    /* After this iteration, so the reply goes out first. */
+    loop_post(opaque, stop_loop, opaque);
+    return true;
+}
+
+void daemon_register_qmp_commands(EventLoop *loop)
+{
+    qmp_register_command("query-status", qmp_query_status, NULL);
+    qmp_register_command("stop", qmp_stop, NULL);
+    qmp_register_command("cont", qmp_cont, NULL);
+    qmp_register_command("query-block", qmp_query_block, NULL);
+    qmp_register_command("query-devices", qmp_query_devices, NULL);
+    qmp_register_command("migrate", qmp_migrate, NULL);
+    qmp_register_command("migrate-incoming", qmp_migrate_incoming, NULL);
+    qmp_register_command("migrate_cancel", qmp_migrate_cancel, NULL);
+    qmp_register_command("query-migrate", qmp_query_migrate, NULL);
+    qmp_register_command("quit", qmp_quit, loop);
+}
