@@ -51,6 +51,9 @@ typedef struct ScsiSense {
 #define SENSE_NOT_READY_NO_MEDIUM     SCSI_SENSE(0x2, 0x3a, 0x00)
 #define SENSE_NOT_READY_MANUAL_INTERVENTION SCSI_SENSE(0x2, 0x04, 0x03)
 #define SENSE_NOT_READY_IN_PROGRESS   SCSI_SENSE(0x2, 0x04, 0x07)
+#define SENSE_NOT_READY_INIT_REQUIRED SCSI_SENSE(0x2, 0x04, 0x02)
+/* ASYMMETRIC ACCESS STATE TRANSITION: the initiator retries. */
+#define SENSE_NOT_READY_TRANSITION    SCSI_SENSE(0x2, 0x04, 0x0a)
 #define SENSE_MEDIUM_ERROR_READ       SCSI_SENSE(0x3, 0x11, 0x00)
 #define SENSE_MEDIUM_ERROR_WRITE      SCSI_SENSE(0x3, 0x0c, 0x00)
 #define SENSE_INVALID_OPCODE          SCSI_SENSE(0x5, 0x20, 0x00)
@@ -67,6 +70,7 @@ typedef struct ScsiSense {
 #define SENSE_UA_CAPACITY_CHANGED     SCSI_SENSE(0x6, 0x2a, 0x09)
 #define SENSE_UA_LUN_DATA_CHANGED     SCSI_SENSE(0x6, 0x3f, 0x0e)
 #define SENSE_WRITE_PROTECTED         SCSI_SENSE(0x7, 0x27, 0x00)
+#define SENSE_SPACE_ALLOC_FAILED      SCSI_SENSE(0x7, 0x27, 0x07)
 #define SENSE_ABORTED_COMMAND         SCSI_SENSE(0xb, 0x00, 0x00)
 #define SENSE_ABORTED_IO_ERROR        SCSI_SENSE(0xb, 0x00, 0x06)
 #define SENSE_ABORTED_NEXUS_LOSS      SCSI_SENSE(0xb, 0x47, 0x7f)
@@ -104,6 +108,8 @@ typedef enum ScsiResponse {
     SCSI_RESP_OK,               /* status/sense/residual are valid */
     SCSI_RESP_ABORTED,          /* aborted by a TMF or a reset */
     SCSI_RESP_BAD_TARGET,       /* no such LUN */
+    SCSI_RESP_OVERRUN,          /* buffers smaller than the CDB's transfer
+                                   length, or the wrong data direction */
     SCSI_RESP_FAILURE,          /* transport/service delivery failure */
 } ScsiResponse;
 
@@ -158,6 +164,16 @@ void scsi_req_complete(ScsiRequest *req);
 void scsi_req_complete_good(ScsiRequest *req, size_t transferred);
 void scsi_req_complete_sense(ScsiRequest *req, ScsiSense sense);
 
+/* Fills dst with the part [offset, offset + len) of src. Returns the
+ * number of entries used, or -1 when dst_max is too small or src holds
+ * less than offset + len bytes. */
+int scsi_iov_slice(const struct iovec *src, int src_cnt, size_t offset,
+                   size_t len, struct iovec *dst, int dst_max);
+size_t scsi_iov_to_buf(const struct iovec *iov, int cnt, size_t offset,
+                       void *buf, size_t len);
+size_t scsi_iov_from_buf(const struct iovec *iov, int cnt, size_t offset,
+                         const void *buf, size_t len);
+
 /* CDB helpers (SBC-3 4.2.2 / SPC-4 4.2.5): the length of a CDB from its
  * group code (0 when the group is reserved/vendor specific). */
 size_t scsi_cdb_length(uint8_t opcode);
@@ -193,14 +209,16 @@ struct ScsiLun {
     ScsiBus *bus;               /* NULL until added */
     uint16_t id;                /* LUN number on the bus */
     EventLoop *loop;            /* where requests run */
+    EventLoop *home_loop;       /* used while the bus is detached */
     ScsiRequest *in_flight;     /* requests submitted, not completed */
     unsigned n_in_flight;
-    uint64_t next_seq;
     void *opaque;               /* the implementation's object */
 };
 
+/* home_loop: the loop requests run on while no I/O thread is attached
+ * (normally the daemon's main loop, Device.loop). */
 void scsi_lun_init(ScsiLun *lun, const ScsiLunOps *ops, const char *type,
-                   void *opaque);
+                   EventLoop *home_loop, void *opaque);
 /* Drains the LUN through ops->drain (or by running its loop). */
 void scsi_lun_drain(ScsiLun *lun);
 
@@ -252,6 +270,12 @@ ScsiBus *scsi_bus_find(const char *name);
 const char *scsi_bus_name(const ScsiBus *bus);
 void scsi_bus_set_listener(ScsiBus *bus, const ScsiBusListener *l);
 
+/* Submits req to LUN id of the bus. When no such LUN exists the target
+ * answers itself (SPC-4 4.5.2 / SAM-5 5.9.5): REPORT LUNS, INQUIRY with
+ * peripheral qualifier 011b, REQUEST SENSE and anything else with LOGICAL
+ * UNIT NOT SUPPORTED. Use this rather than scsi_req_submit(). */
+void scsi_bus_submit(ScsiBus *bus, uint16_t id, ScsiRequest *req);
+
 /* Adds lun as number id (< SCSI_BUS_MAX_LUNS, free), attaching it to the
  * bus's loop. */
 bool scsi_bus_add_lun(ScsiBus *bus, ScsiLun *lun, uint16_t id, Error **errp);
@@ -263,13 +287,17 @@ ScsiLun *scsi_bus_lun(ScsiBus *bus, uint16_t id);
 ScsiLun *scsi_bus_next_lun(ScsiBus *bus, ScsiLun *lun);
 
 /* Moves every LUN's data path to loop (NULL: back to detached; requests
- * then run on the loop each LUN was created with). Drains first. */
+ * then run on the loop each LUN was created with). Drains first, by
+ * running the LUNs' current loop: call it on that loop's thread or while
+ * that loop is not running (e.g. after the I/O thread stopped). */
 bool scsi_bus_attach_loop(ScsiBus *bus, EventLoop *loop, Error **errp);
 EventLoop *scsi_bus_loop(const ScsiBus *bus);
 
 /* REPORT LUNS parameter data (SPC-4 6.33) for the current table: an
  * 8-byte header then one 8-byte LUN per entry. */
 void scsi_bus_report_luns(ScsiBus *bus, ByteBuf *out);
+/* Answers a REPORT LUNS CDB in req (used by LUNs and by the target). */
+void scsi_bus_answer_report_luns(ScsiBus *bus, ScsiRequest *req);
 /* SAM-5 4.7.7: an 8-byte LUN, peripheral (< 256) or flat addressing. */
 void scsi_lun_encode(uint16_t id, uint8_t out[8]);
 /* Decodes the first level of an 8-byte LUN; false for other formats. */
