@@ -444,9 +444,9 @@ int blk_pwritev(BlockBackend *blk, uint64_t offset, const struct iovec *iov,
                 int iovcnt, bool fua, BlockCompletionFunc *cb, void *opaque)
 {
     uint64_t bytes;
-    int ret = check_write_allowed(blk, REQ_WRITE, offset, 0);
+    int ret = check_iov(blk, REQ_WRITE, offset, iov, iovcnt, &bytes);
     if (ret == 0) {
-        ret = check_iov(blk, REQ_WRITE, offset, iov, iovcnt, &bytes);
+        ret = check_write_allowed(blk, REQ_WRITE, offset, bytes);
     }
     if (ret == 0) {
         ret = check_range(blk, REQ_WRITE, offset, bytes);

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <sys/mman.h>
 
 #include "block/block-int.h"
 #include "block/ownership.h"
@@ -331,6 +332,36 @@ static void test_write_zeroes_fallback(void **state)
     assert_int_equal(st.zero_ops, 2);
 }
 
+/* shmem (memfd) punches holes but refuses FALLOC_FL_ZERO_RANGE: the
+ * refusal is remembered and zeroes are written instead. */
+static void test_write_zeroes_refused_by_fs(void **state)
+{
+    Fixture *f = *state;
+    int mfd = memfd_create("blk-zero", MFD_CLOEXEC);
+    assert_true(mfd >= 0);
+    assert_int_equal(ftruncate(mfd, (off_t)DISK_SIZE), 0);
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
+    remove_image(f->image);
+    f->image = strdup(path);
+    f->blk = open_image(f, false, false);
+    assert_non_null(f->blk);
+    zero_and_check(f, false, 61, 2 * MiB);
+    assert_true(f->blk->no_zero_range);
+    zero_and_check(f, false, 62, 4096);
+    /* may_unmap: a punched hole reads back zeroes, no fallback needed. */
+    zero_and_check(f, true, 63, MiB);
+    BlockStats st;
+    blk_get_stats(f->blk, &st);
+    assert_int_equal(st.zero_fallbacks, 2);
+    assert_int_equal(st.zero_ops, 3);
+    blk_close(f->blk);
+    f->blk = NULL;
+    close(mfd);
+    free(f->image);
+    f->image = NULL;
+}
+
 static void test_read_only(void **state)
 {
     Fixture *f = *state;
@@ -437,6 +468,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_write_zeroes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_zeroes_fallback, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_write_zeroes_refused_by_fs,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
