@@ -1,0 +1,75 @@
+"""stormigd command line: every bad option is a clear error and exit 1;
+--help and --version work."""
+
+import subprocess
+
+from qmp import check, run_tests
+
+
+def run(env, *args):
+    p = subprocess.run([env.stormigd] + list(args), capture_output=True,
+                       text=True, timeout=10)
+    return p.returncode, p.stdout + p.stderr
+
+
+def expect_error(env, args, *words):
+    rc, out = run(env, *args)
+    check(rc == 1, f"{args}: exit status {rc}, want 1\n{out}")
+    for w in words:
+        check(w in out, f"{args}: message lacks '{w}':\n{out}")
+
+
+def test_help_version(env):
+    rc, out = run(env, "--help")
+    check(rc == 0 and "--blockdev" in out and "--incoming" in out, out)
+    rc, out = run(env, "--version")
+    check(rc == 0 and out.startswith("stormigd "), out)
+    rc, out = run(env, "--device", "help")
+    check(rc == 0 and "pattern-writer" in out, out)
+
+
+def test_bad_options(env):
+    img = env.image()
+    bd = f"driver=file,node-name=d0,filename={img}"
+    pw = "pattern-writer,id=pw0,drive=d0"
+    expect_error(env, ["--bogus"], "unknown option", "--bogus")
+    expect_error(env, ["--blockdev"], "needs a value")
+    expect_error(env, ["stray"], "unexpected argument")
+    expect_error(env, ["--log-level", "loud"], "log level")
+    expect_error(env, ["--compat-version", "7"], "X.Y")
+    expect_error(env, ["--blockdev", f"driver=qcow2,node-name=d0,"
+                       f"filename={img}"], "unknown driver", "qcow2")
+    expect_error(env, ["--blockdev", bd + ",colour=red"], "colour")
+    expect_error(env, ["--blockdev", bd + ",read-only=maybe"], "read-only")
+    expect_error(env, ["--blockdev", bd, "--blockdev", bd], "d0")
+    expect_error(env, ["--blockdev", "driver=file,node-name=d1,filename=" +
+                       env.path("missing.img")], "missing.img")
+    expect_error(env, ["--blockdev", "driver=file,filename=" + img],
+                 "node-name")
+    expect_error(env, ["--device", "no-such-type,id=x"], "no-such-type")
+    expect_error(env, ["--blockdev", bd, "--device", pw, "--device", pw],
+                 "duplicate", "pw0")
+    expect_error(env, ["--blockdev", bd, "--device", pw + ",speed=9"],
+                 "speed")
+    expect_error(env, ["--blockdev", bd, "--device",
+                       "pattern-writer,id=pw0,drive=nope"], "nope")
+    expect_error(env, ["--blockdev", bd, "--device", pw + ",blocks=100000"],
+                 "blocks")
+    expect_error(env, ["--incoming", "ftp:host"], "ftp:host")
+    expect_error(env, ["--monitor", "tcp:1.2.3.4:5"], "--monitor")
+
+
+def test_start_and_sigterm(env):
+    img = env.image()
+    d = env.daemon("a", ["--blockdev", f"driver=file,node-name=d0,"
+                         f"filename={img}", "--compat-version", "0.1"])
+    check(d.status() == "running", "a fresh daemon runs")
+    check(d.stop() == 0, "SIGTERM is a clean exit")
+    check("shutting down" in d.log_text(), "the shutdown is logged")
+
+
+run_tests({
+    "help-version": test_help_version,
+    "bad-options": test_bad_options,
+    "start-sigterm": test_start_and_sigterm,
+})
