@@ -30,8 +30,9 @@
 #define SCSI_CDB_MAX 32         /* virtio-scsi's default cdb_size */
 #define SCSI_SENSE_MAX 96       /* virtio-scsi's default sense_size */
 #define SCSI_FIXED_SENSE_LEN 18 /* SPC-4 4.5.3 */
-/* LUNs 0..255 (SAM-5 4.7.7 peripheral device addressing). */
-#define SCSI_BUS_MAX_LUNS 256
+/* LUNs 0..16383: peripheral (< 256) or flat space addressing (SAM-5
+ * 4.7.7), as virtio-scsi carries them. */
+#define SCSI_BUS_MAX_LUNS 16384
 
 typedef struct ScsiBus ScsiBus;
 typedef struct ScsiLun ScsiLun;
