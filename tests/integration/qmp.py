@@ -151,6 +151,11 @@ class Daemon:
             self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            print(f"{self.name} ignored SIGTERM: killed")
+            self.proc.kill()
+            self.proc.wait()
+            return None
         finally:
             if self.qmp:
                 self.qmp.close()
@@ -209,13 +214,20 @@ class Env:
         return d
 
     def cleanup(self, failed):
+        """Stops the daemons; False when one reported a sanitizer error
+        (an instrumented build) -- that fails the test too."""
+        clean = True
         for d in self.daemons:
             if d.alive():
-                d.kill()
-            if failed:
+                d.stop()
+            text = d.log_text()
+            if "Sanitizer" in text or "runtime error:" in text:
+                clean = False
+            if failed or not clean:
                 print(f"---- log of {d.name} ----")
-                print(d.log_text())
+                print(text)
         shutil.rmtree(self.dir, ignore_errors=True)
+        return clean
 
 
 def run_tests(tests):
@@ -238,7 +250,7 @@ def run_tests(tests):
         except Exception:
             traceback.print_exc()
         finally:
-            env.cleanup(not ok)
+            ok = env.cleanup(not ok) and ok
         print(f"{'ok' if ok else 'FAIL'} {name} "
               f"({time.monotonic() - start:.1f}s)", flush=True)
         failures += not ok
