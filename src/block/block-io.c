@@ -245,7 +245,9 @@ static void req_complete(BlockRequest *req, int ret)
     blk->in_flight--;
     free(req->zero_buf);
     free(req);
-    cb(opaque, ret);
+    if (cb) {
+        cb(opaque, ret);
+    }
 }
 
 static void iov_advance(BlockRequest *req, size_t done)

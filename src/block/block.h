@@ -31,7 +31,8 @@ typedef struct BlockOpenOptions {
     uint32_t queue_depth;       /* io_uring entries; 0 = default (256) */
 } BlockOpenOptions;
 
-/* Completion: ret is 0 on success or a negative errno. */
+/* Completion: ret is 0 on success or a negative errno. A NULL callback
+ * is allowed (the result is then only counted in the stats). */
 typedef void BlockCompletionFunc(void *opaque, int ret);
 
 /* Opens the file; takes no ownership lock (see ownership.h). Every open

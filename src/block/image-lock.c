@@ -176,7 +176,10 @@ bool image_lock_acquire(int fd, const char *filename, Error **errp)
     if (ret == -EAGAIN || ret == -EACCES) {
         ImageLockHolder h;
         find_holder(fd, &h);
-        if (h.pid) {
+        if (h.pid == getpid()) {
+            error_setg(errp, "disk image '%s' is already opened read-write "
+                       "by another block backend of this process", filename);
+        } else if (h.pid) {
             error_setg(errp, "disk image '%s' is locked by process %d (%s), "
                        "which owns it", filename, (int)h.pid,
                        h.comm[0] ? h.comm : "unknown program");

@@ -178,6 +178,12 @@ static void test_fresh_process_owns(void **state)
     assert_true(blk_is_active(a));
     assert_int_equal(lock_holder(f->img_a), getpid());
     assert_int_equal(write_byte(a, 1), 0);
+    /* Even within one process, one image has one writer. */
+    Error *err = NULL;
+    BlockOpenOptions opts = { .node_name = "a2", .filename = f->img_a };
+    assert_null(blk_open(&opts, &err));
+    assert_non_null(strstr(error_get_pretty(err), "this process"));
+    error_free(err);
     /* Closing releases the lock. */
     blk_close(a);
     assert_int_equal(lock_holder(f->img_a), 0);
