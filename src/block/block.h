@@ -35,8 +35,12 @@ typedef struct BlockOpenOptions {
  * is allowed (the result is then only counted in the stats). */
 typedef void BlockCompletionFunc(void *opaque, int ret);
 
-/* Opens the file; takes no ownership lock (see ownership.h). Every open
- * backend is in the process-wide list that ownership acts on. */
+/* Opens the file. A read-write backend opened while this process owns its
+ * disks takes the image's write lock at once, and the open fails naming
+ * the holder when another process owns the image; opened while not owned
+ * (incoming migration) it takes no lock until activation. Read-only
+ * backends never lock (see ownership.h). Every open backend is in the
+ * process-wide list that ownership acts on. */
 BlockBackend *blk_open(const BlockOpenOptions *opts, Error **errp);
 /* Drains, then closes. */
 void blk_close(BlockBackend *blk);
