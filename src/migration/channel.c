@@ -83,8 +83,8 @@ MigDecodeResult mig_decoder_next(MigDecoder *dec, uint16_t *type,
     uint16_t t = ld_be16(h);
     uint16_t flags = ld_be16(h + 2);
     uint32_t n = ld_be32(h + 4);
-    /* docs/migration-protocol.md "Frames": unknown types, reserved flags
-     * and oversized lengths end the stream. */
+    /* channel.h §1: unknown types, reserved flags and oversized lengths
+     * end the stream. */
     if (t == 0 || t >= MIG_MSG__MAX) {
         error_setg(errp, "unknown migration message type %u", t);
         dec->failed = true;
@@ -118,6 +118,7 @@ void mig_hello_encode(ByteBuf *out)
     bytebuf_put_be32(out, MIG_PROTO_VERSION);
 }
 
+/* channel.h §2. */
 bool mig_hello_check(const uint8_t *payload, uint32_t len, Error **errp)
 {
     if (len != MIG_PROTO_MAGIC_LEN + 4) {
@@ -139,8 +140,8 @@ bool mig_hello_check(const uint8_t *payload, uint32_t len, Error **errp)
 
 char *mig_error_text(const uint8_t *payload, uint32_t len)
 {
-    /* The peer's text reaches our log and QMP: bound it, keep it
-     * printable. */
+    /* channel.h §4: the peer's text reaches our log and QMP; bound it,
+     * keep it printable. */
     uint32_t n = len > 1024 ? 1024 : len;
     char *s = malloc((size_t)n + 1);
     if (!s) {

@@ -1,15 +1,28 @@
 /*
  * The stormigd-to-stormigd migration channel: framed, versioned messages
- * over a stream socket, in both directions.
+ * over a stream socket, in both directions. This comment is the protocol's
+ * specification; code cites its sections as "channel.h §N".
  *
- * Frame (big-endian), docs/migration-protocol.md:
- *   type   u16     a MigMsgType
- *   flags  u16     must be 0 (reserved)
+ * §1 Frames (big-endian):
+ *   type   u16     a MigMsgType; 0 and unknown types end the stream
+ *   flags  u16     reserved, must be 0; anything else ends the stream
  *   length u32     payload bytes, at most MIG_FRAME_MAX_PAYLOAD
  *   payload
  *
- * The first message each way is HELLO, carrying the protocol magic and
- * version; anything else first is refused.
+ * §2 Handshake: the first message each way is HELLO (magic "STMGMIG\n",
+ *   version u32). The source sends first; the destination answers with
+ *   its own HELLO. A different magic or version ends the migration.
+ *
+ * §3 Flow: source DEVICE_STATE (a vmstate stream, see vmstate.h) ->
+ *   destination STATE_LOADED (empty) -> source SWITCHOVER (u8 flags,
+ *   MIG_SWITCHOVER_RUN) -> destination SWITCHOVER_DONE (empty). Each side
+ *   accepts only the message its current step expects; anything else is
+ *   a protocol error.
+ *
+ * §4 Errors: either side may send ERROR (text, at most the frame limit;
+ *   the receiver keeps the first 1024 printable bytes) and then expects
+ *   the source to close. A closed connection before SWITCHOVER_DONE is a
+ *   failed migration for both sides.
  *
  * The decoder is pure (bytes in, frames out) so it can be unit tested and
  * fuzzed; MigChannel drives it with non-blocking I/O on an EventLoop.

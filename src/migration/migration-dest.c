@@ -161,6 +161,7 @@ static bool dst_receive_state(const uint8_t *payload, uint32_t len,
 static bool dst_handle_switchover(const uint8_t *payload, uint32_t len,
                                   Error **errp)
 {
+    /* channel.h §3: one byte of flags, unknown bits refused. */
     if (len != 1 || (payload[0] & ~MIG_SWITCHOVER_RUN)) {
         error_setg(errp, "malformed SWITCHOVER message");
         return false;
@@ -206,6 +207,7 @@ static bool dst_handle(uint16_t type, const uint8_t *payload, uint32_t len,
     if (type == MIG_MSG_SWITCHOVER && mig.step == MIG_STEP_WAIT_SWITCHOVER) {
         return dst_handle_switchover(payload, len, errp);
     }
+    /* channel.h §3: only the message this step expects. */
     error_setg(errp, "unexpected %s message (%u bytes) from the source",
                mig_msg_name(type), len);
     log_ratelimited(LOG_WARN, "migration: %s", error_get_pretty(*errp));

@@ -244,6 +244,7 @@ static bool src_handle(uint16_t type, const uint8_t *payload, uint32_t len,
         mig_src_complete();
         return true;
     }
+    /* channel.h §3: only the message this step expects. */
     error_setg(errp, "unexpected %s message (%u bytes) from the destination",
                mig_msg_name(type), len);
     log_ratelimited(LOG_WARN, "migration: %s", error_get_pretty(*errp));

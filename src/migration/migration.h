@@ -1,7 +1,7 @@
 /*
  * Live migration between two stormigd processes.
  *
- * Source flow (docs/migration-protocol.md), each step its own function so
+ * Source flow (channel.h §3), each step its own function so
  * a later mode where the VMM stops the devices can reuse them:
  *   connect -> HELLO exchange -> stop devices (STOP) -> save device state
  *   -> DEVICE_STATE -> destination loads -> STATE_LOADED -> inactivate
