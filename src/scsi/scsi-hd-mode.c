@@ -214,7 +214,7 @@ void hd_cmd_mode_select(ScsiHd *hd, ScsiRequest *req)
         scsi_req_complete_sense(req, SENSE_PARAM_LIST_LENGTH_ERROR);
         return;
     }
-    if (req->dir != SCSI_XFER_TO_DEV || req->data_len < len) {
+    if (req->dir != SCSI_DIR_TO_DEV || req->data_len < len) {
         req->response = SCSI_RESP_OVERRUN;
         scsi_req_complete(req);
         return;

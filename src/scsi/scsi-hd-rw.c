@@ -124,7 +124,7 @@ static void hd_cmd_rw(ScsiHd *hd, ScsiRequest *req, bool write)
         scsi_req_complete_good(req, 0);
         return;
     }
-    if (req->dir != (write ? SCSI_XFER_TO_DEV : SCSI_XFER_FROM_DEV) ||
+    if (req->dir != (write ? SCSI_DIR_TO_DEV : SCSI_DIR_FROM_DEV) ||
         req->data_len < bytes) {
         log_ratelimited(LOG_WARN, "scsi-hd %s: %zu-byte buffer for a "
                         "%zu-byte transfer", hd->dev.id, req->data_len, bytes);
@@ -234,7 +234,7 @@ void hd_cmd_unmap(ScsiHd *hd, ScsiRequest *req)
         scsi_req_complete_good(req, 0);     /* no parameter data: no-op */
         return;
     }
-    if (req->dir != SCSI_XFER_TO_DEV || req->data_len < len) {
+    if (req->dir != SCSI_DIR_TO_DEV || req->data_len < len) {
         req->response = SCSI_RESP_OVERRUN;
         scsi_req_complete(req);
         return;
@@ -327,7 +327,7 @@ void hd_cmd_write_same(ScsiHd *hd, ScsiRequest *req)
     if (!hd_check_write(hd, req)) {
         return;
     }
-    if (!ndob && (req->dir != SCSI_XFER_TO_DEV || req->data_len < bs)) {
+    if (!ndob && (req->dir != SCSI_DIR_TO_DEV || req->data_len < bs)) {
         req->response = SCSI_RESP_OVERRUN;
         scsi_req_complete(req);
         return;

@@ -68,7 +68,7 @@ size_t scsi_cdb_length(uint8_t opcode)
 void scsi_req_init(ScsiRequest *req)
 {
     req->response = SCSI_RESP_OK;
-    req->status = SCSI_STATUS_GOOD;
+    req->status = SAM_STAT_GOOD;
     req->sense_len = 0;
     req->residual = req->data_len;
     req->lun = NULL;
@@ -79,7 +79,7 @@ void scsi_req_init(ScsiRequest *req)
 
 void scsi_req_set_sense(ScsiRequest *req, ScsiSense sense)
 {
-    req->status = SCSI_STATUS_CHECK_CONDITION;
+    req->status = SAM_STAT_CHECK_CONDITION;
     req->sense_len = (uint32_t)scsi_sense_build_fixed(req->sense,
                                                       sizeof(req->sense),
                                                       sense);
@@ -154,7 +154,7 @@ int scsi_iov_slice(const struct iovec *src, int src_cnt, size_t offset,
 size_t scsi_req_put_data(ScsiRequest *req, const void *buf, size_t len)
 {
     size_t n = len < req->data_len ? len : req->data_len;
-    if (req->dir != SCSI_XFER_FROM_DEV) {
+    if (req->dir != SCSI_DIR_FROM_DEV) {
         n = 0;
     }
     n = scsi_iov_from_buf(req->iov, req->iovcnt, 0, buf, n);
@@ -165,7 +165,7 @@ size_t scsi_req_put_data(ScsiRequest *req, const void *buf, size_t len)
 size_t scsi_req_get_data(ScsiRequest *req, void *buf, size_t len)
 {
     size_t n = len < req->data_len ? len : req->data_len;
-    if (req->dir != SCSI_XFER_TO_DEV) {
+    if (req->dir != SCSI_DIR_TO_DEV) {
         return 0;
     }
     return scsi_iov_to_buf(req->iov, req->iovcnt, 0, buf, n);
@@ -173,7 +173,7 @@ size_t scsi_req_get_data(ScsiRequest *req, void *buf, size_t len)
 
 void scsi_req_complete_good(ScsiRequest *req, size_t transferred)
 {
-    req->status = SCSI_STATUS_GOOD;
+    req->status = SAM_STAT_GOOD;
     req->sense_len = 0;
     req->residual = transferred < req->data_len ?
                     req->data_len - transferred : 0;
@@ -201,7 +201,7 @@ void scsi_req_submit(ScsiLun *lun, ScsiRequest *req)
         scsi_req_complete_sense(req, SENSE_INVALID_FIELD_IN_CDB);
         return;
     }
-    if (req->dir == SCSI_XFER_NONE) {
+    if (req->dir == SCSI_DIR_NONE) {
         req->data_len = 0;
         req->residual = 0;
     }

@@ -90,9 +90,9 @@ static inline bool scsi_sense_equal(ScsiSense a, ScsiSense b)
 /* ---- Requests -------------------------------------------------------- */
 
 typedef enum ScsiDataDir {
-    SCSI_XFER_NONE,
-    SCSI_XFER_FROM_DEV,         /* data-in: device to initiator (READ) */
-    SCSI_XFER_TO_DEV,           /* data-out: initiator to device (WRITE) */
+    SCSI_DIR_NONE,
+    SCSI_DIR_FROM_DEV,         /* data-in: device to initiator (READ) */
+    SCSI_DIR_TO_DEV,           /* data-out: initiator to device (WRITE) */
 } ScsiDataDir;
 
 /* SAM-5 8.6 task attributes. */
@@ -131,7 +131,7 @@ struct ScsiRequest {
 
     /* Filled by the LUN before the completion runs. */
     ScsiResponse response;
-    uint8_t status;             /* SCSI_STATUS_* */
+    uint8_t status;             /* SAM_STAT_* */
     uint8_t sense[SCSI_SENSE_MAX];
     uint32_t sense_len;
     size_t residual;            /* data_len minus the bytes transferred */

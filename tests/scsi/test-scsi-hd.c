@@ -28,23 +28,23 @@ static HdCmdResult cmd(uint16_t lun, const uint8_t *cdb, size_t cdb_len,
 }
 
 #define CMD_NONE(...) ({ const uint8_t c_[] = { __VA_ARGS__ };             \
-    cmd(0, c_, sizeof(c_), SCSI_XFER_NONE, NULL, 0); })
+    cmd(0, c_, sizeof(c_), SCSI_DIR_NONE, NULL, 0); })
 #define CMD_IN(buf, len, ...) ({ const uint8_t c_[] = { __VA_ARGS__ };    \
-    cmd(0, c_, sizeof(c_), SCSI_XFER_FROM_DEV, buf, len); })
+    cmd(0, c_, sizeof(c_), SCSI_DIR_FROM_DEV, buf, len); })
 #define CMD_OUT(buf, len, ...) ({ const uint8_t c_[] = { __VA_ARGS__ };   \
-    cmd(0, c_, sizeof(c_), SCSI_XFER_TO_DEV, (void *)(buf), len); })
+    cmd(0, c_, sizeof(c_), SCSI_DIR_TO_DEV, (void *)(buf), len); })
 
 static void assert_good(const HdCmdResult *r)
 {
     assert_int_equal(r->req.response, SCSI_RESP_OK);
-    assert_int_equal(r->req.status, SCSI_STATUS_GOOD);
+    assert_int_equal(r->req.status, SAM_STAT_GOOD);
 }
 
 static void assert_sense(const HdCmdResult *r, ScsiSense want)
 {
     ScsiSense got;
     assert_int_equal(r->req.response, SCSI_RESP_OK);
-    assert_int_equal(r->req.status, SCSI_STATUS_CHECK_CONDITION);
+    assert_int_equal(r->req.status, SAM_STAT_CHECK_CONDITION);
     assert_true(scsi_sense_parse(r->req.sense, r->req.sense_len, &got));
     assert_int_equal(got.key, want.key);
     assert_int_equal(got.asc, want.asc);
@@ -477,15 +477,15 @@ static void test_report_luns(void **state)
     /* The target answers for a LUN that does not exist. */
     const uint8_t rl[12] = { SCSI_OP_REPORT_LUNS, 0, 0, 0, 0, 0, 0, 0, 0,
                              64, 0, 0 };
-    r = cmd(7, rl, sizeof(rl), SCSI_XFER_FROM_DEV, d, sizeof(d));
+    r = cmd(7, rl, sizeof(rl), SCSI_DIR_FROM_DEV, d, sizeof(d));
     assert_good(&r);
     assert_int_equal(ld_be32(&d[0]), 24);
     const uint8_t inq[6] = { SCSI_OP_INQUIRY, 0, 0, 0, 36, 0 };
-    r = cmd(7, inq, sizeof(inq), SCSI_XFER_FROM_DEV, d, sizeof(d));
+    r = cmd(7, inq, sizeof(inq), SCSI_DIR_FROM_DEV, d, sizeof(d));
     assert_good(&r);
     assert_int_equal(d[0], 0x7f);
     const uint8_t tur[6] = { 0 };
-    r = cmd(7, tur, sizeof(tur), SCSI_XFER_NONE, NULL, 0);
+    r = cmd(7, tur, sizeof(tur), SCSI_DIR_NONE, NULL, 0);
     assert_sense(&r, SENSE_LUN_NOT_SUPPORTED);
     unlink("scsi-hd-test-b.img");
     unlink("scsi-hd-test-c.img");
@@ -640,7 +640,7 @@ static void test_unsupported(void **state)
     assert_sense(&r, SENSE_INVALID_OPCODE);
     /* A CDB shorter than its opcode needs. */
     r = cmd(0, (const uint8_t[]){ SCSI_OP_READ_16, 0, 0, 0 }, 4,
-            SCSI_XFER_FROM_DEV, d, sizeof(d));
+            SCSI_DIR_FROM_DEV, d, sizeof(d));
     assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
 }
 
