@@ -1,0 +1,307 @@
+/*
+ * NVMe controller internals shared by the files of src/nvme. Everything in
+ * NvmeCtrl above the "runtime" marker is guest-visible state and migrates
+ * (see migrate.c); the rest is rebuilt.
+ */
+#ifndef STORMIG_NVME_INT_H
+#define STORMIG_NVME_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "nvme/nvme.h"
+#include "nvme/nvme-spec.h"
+
+/* Guest structures are little-endian and read in place. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "the NVMe model assumes a little-endian host");
+
+#define NVME_MAX_INFLIGHT   256     /* requests + pending completions */
+#define NVME_AERL           3       /* 0-based: four outstanding AERs */
+#define NVME_AEN_QUEUE      16
+#define NVME_ERRLOG_ENTRIES 16      /* ELPE + 1 */
+#define NVME_MDTS           7       /* 2^7 minimum pages = 512 KiB */
+#define NVME_MAX_SGL_DESCS  256
+#define NVME_MAX_IOV        1024
+#define NVME_KAS_MS         100     /* Keep Alive granularity (KAS) */
+#define NVME_TEMPERATURE    310     /* Kelvin, reported composite */
+#define NVME_TEMP_WARN      343
+
+/* Internal handler results besides NVMe status values: the command stays
+ * in flight and completes later / retires without a completion entry. */
+#define NVME_STATUS_DEFERRED 0xfffe
+#define NVME_STATUS_NO_CQE   0xfffd
+
+/* Submission queue: every member migrates. */
+typedef struct NvmeSQ {
+    uint64_t base;                  /* guest address, page aligned */
+    uint64_t db_addr;               /* shadow doorbell slot, 0: none */
+    uint64_t ei_addr;               /* EventIdx slot, 0: none */
+    uint16_t sqid;
+    uint16_t cqid;
+    uint16_t size;                  /* entries */
+    uint16_t head;
+    uint16_t tail;
+    uint8_t prio;                   /* QPRIO, used with WRR */
+} NvmeSQ;
+
+typedef struct NvmeCQ {
+    uint64_t base;
+    uint64_t db_addr;
+    uint64_t ei_addr;
+    uint16_t cqid;
+    uint16_t size;
+    uint16_t head;
+    uint16_t tail;
+    uint16_t vector;
+    bool phase;
+    bool irq_enabled;
+} NvmeCQ;
+
+typedef struct NvmeMsixEntry {
+    uint32_t addr_lo;
+    uint32_t addr_hi;
+    uint32_t data;
+    uint32_t ctrl;                  /* bit 0: masked */
+} NvmeMsixEntry;
+
+/* A completion that did not fit its CQ yet, in posting order. */
+typedef struct NvmePendingCqe {
+    uint32_t dw0;
+    uint16_t cqid;
+    uint16_t sqid;
+    uint16_t cid;
+    uint16_t status;
+} NvmePendingCqe;
+
+typedef struct NvmeAen {
+    uint8_t type;
+    uint8_t info;
+    uint8_t log_page;
+} NvmeAen;
+
+typedef struct NvmeFeatures {
+    uint32_t arbitration;
+    uint32_t power_state;
+    uint16_t temp_over;             /* Kelvin */
+    uint16_t temp_under;
+    uint32_t error_recovery;
+    uint32_t vwc;                   /* bit 0: write cache enabled */
+    uint32_t num_queues;            /* NCQA << 16 | NSQA (0-based) */
+    uint32_t irq_coalesce;
+    uint32_t write_atomic;
+    uint32_t async_config;
+    uint32_t kato;                  /* ms, 0: disabled */
+    bool num_queues_set;
+    uint8_t irq_cd[NVME_MAX_VECTORS];   /* coalescing disable per vector */
+} NvmeFeatures;
+
+/* SMART / Health counters (5.14.1.2), in raw units. */
+typedef struct NvmeSmart {
+    uint64_t sectors_read;          /* 512-byte units */
+    uint64_t sectors_written;
+    uint64_t host_reads;
+    uint64_t host_writes;
+    uint64_t busy_ms;
+    uint64_t power_cycles;
+    uint64_t unsafe_shutdowns;
+    uint64_t media_errors;
+    uint8_t critical_warning;
+} NvmeSmart;
+
+/* What a namespace looked like on the source: post_load checks the
+ * destination was configured the same way. */
+typedef struct NvmeNsInfo {
+    uint32_t nsid;
+    uint64_t nsze;
+    uint8_t lbads;
+} NvmeNsInfo;
+
+typedef struct NvmeNamespace {
+    BlockBackend *blk;
+    uint32_t nsid;
+    uint64_t nsze;                  /* blocks */
+    uint8_t lbads;
+} NvmeNamespace;
+
+/* A guest memory extent of a data transfer. */
+typedef struct NvmeSeg {
+    uint64_t gpa;
+    uint64_t len;
+} NvmeSeg;
+
+typedef struct NvmeRequest NvmeRequest;
+typedef void NvmeReqDone(NvmeRequest *req, int ret);
+
+struct NvmeRequest {
+    NvmeCtrl *ctrl;
+    NvmeCmd cmd;
+    uint16_t sqid;
+    bool in_use;
+    uint16_t status;
+    uint32_t dw0;
+    NvmeNamespace *ns;
+    uint64_t slba;
+    uint64_t bytes;
+    /* data transfer */
+    NvmeSeg *segs;
+    unsigned nsegs;
+    unsigned segs_cap;
+    struct iovec *iov;
+    unsigned iovcnt;
+    unsigned iov_cap;
+    uint8_t *bounce;                /* when memory is not translatable */
+    uint8_t *cmp_buf;               /* Compare: data read from disk */
+    bool dev_writes_guest;          /* read-type transfer */
+    /* asynchronous block requests */
+    unsigned aio_pending;
+    int aio_ret;
+    NvmeReqDone *done;
+    uint64_t start_ms;
+};
+
+enum {
+    /* Features a configuration may use; the allowlist is in migrate.c. */
+    NVME_USES_WRR = 1u << 0,
+    NVME_USES_SHADOW_DB = 1u << 1,
+    NVME_USES_KEEP_ALIVE = 1u << 2,
+    NVME_USES_SGL = 1u << 3,
+    NVME_USES_MULTI_NS = 1u << 4,
+};
+
+struct NvmeCtrl {
+    /* ---- migrated ---- */
+    uint64_t cap;
+    uint32_t vs;
+    uint32_t intms;
+    uint32_t cc;
+    uint32_t csts;
+    uint32_t aqa;
+    uint64_t asq;
+    uint64_t acq;
+    NvmeSQ *sq[NVME_MAX_QUEUES];
+    NvmeCQ *cq[NVME_MAX_QUEUES];
+    NvmeMsixEntry msix[NVME_MAX_VECTORS];
+    uint8_t msix_pba[(NVME_MAX_VECTORS + 7) / 8];
+    bool msix_enabled;
+    bool msix_func_mask;
+    NvmeFeatures feat;
+    NvmeSmart smart;
+    NvmeErrorLogEntry errlog[NVME_ERRLOG_ENTRIES];
+    uint64_t error_count;
+    uint64_t timestamp_ms;          /* host timestamp at save */
+    bool timestamp_set;
+    uint16_t aer_cids[NVME_AERL + 1];
+    uint8_t nr_aer;
+    NvmeAen aen_queue[NVME_AEN_QUEUE];
+    uint8_t nr_aen;
+    uint8_t aen_masked;             /* bit per event type */
+    uint32_t changed_ns[NVME_MAX_NAMESPACES];
+    uint8_t nr_changed_ns;
+    NvmePendingCqe pending[NVME_MAX_INFLIGHT];
+    uint32_t nr_pending;
+    bool dbbuf_enabled;
+    uint64_t dbbuf_dbs;
+    uint64_t dbbuf_eis;
+    NvmeNsInfo ns_info[NVME_MAX_NAMESPACES];
+    uint32_t nr_ns_info;
+    uint32_t uses;                  /* NVME_USES_* */
+
+    /* ---- runtime ---- */
+    EventLoop *loop;
+    const NvmeTransportOps *ops;
+    void *opaque;
+    char serial[21];
+    uint32_t num_queues;            /* I/O queue pairs */
+    uint32_t mqes;                  /* entries */
+    uint8_t dstrd;
+    uint8_t lbads;
+    bool wrr;
+    unsigned shutdown_flushes;
+    NvmeNamespace ns[NVME_MAX_NAMESPACES];
+    uint32_t nr_ns;
+    uint64_t ts_host_base_ms;       /* clock_ms() when timestamp_ms held */
+    bool quiesced;
+    bool resetting;                 /* CC.EN 1->0 waiting for in-flight */
+    bool shutting_down;
+    NvmeRequest reqs[NVME_MAX_INFLIGHT];
+    uint32_t in_flight;
+    uint16_t sq_inflight[NVME_MAX_QUEUES];
+    NvmeRequest *sq_delete_req[NVME_MAX_QUEUES];
+    uint64_t bh_timer;
+    uint64_t ka_timer;
+    uint64_t last_keepalive_ms;
+    NvmeCtrlStats stats;
+};
+
+/* ctrl.c */
+void nvme_schedule(NvmeCtrl *ctrl);
+void nvme_fatal(NvmeCtrl *ctrl, const char *why);
+bool nvme_ctrl_ready(const NvmeCtrl *ctrl);
+uint32_t nvme_page_size(const NvmeCtrl *ctrl);
+void nvme_check_deferred(NvmeCtrl *ctrl);
+void nvme_keepalive_arm(NvmeCtrl *ctrl);
+uint64_t nvme_expected_cap(const NvmeCtrl *ctrl);
+
+/* msix.c */
+void nvme_msix_notify(NvmeCtrl *ctrl, uint16_t vector);
+void nvme_msix_reset(NvmeCtrl *ctrl);
+
+/* dma.c: guest memory */
+bool nvme_range_ok(NvmeCtrl *ctrl, uint64_t gpa, uint64_t len);
+bool nvme_dma_read(NvmeCtrl *ctrl, uint64_t gpa, void *buf, size_t len);
+bool nvme_dma_write(NvmeCtrl *ctrl, uint64_t gpa, const void *buf,
+                    size_t len);
+uint16_t nvme_map_dptr(NvmeRequest *req, uint64_t len, bool admin);
+uint16_t nvme_map_iov(NvmeRequest *req);
+uint16_t nvme_copy_to_guest(NvmeRequest *req, const void *buf, size_t len);
+uint16_t nvme_copy_from_guest(NvmeRequest *req, void *buf, size_t len);
+void nvme_req_finish_bounce(NvmeRequest *req);
+void nvme_req_release_data(NvmeRequest *req);
+
+/* queue.c */
+NvmeRequest *nvme_req_alloc(NvmeCtrl *ctrl);
+void nvme_req_complete(NvmeRequest *req);
+void nvme_post_cqe(NvmeCtrl *ctrl, uint16_t cqid, uint16_t sqid,
+                   uint16_t cid, uint16_t status, uint32_t dw0);
+void nvme_flush_pending(NvmeCtrl *ctrl, uint16_t cqid);
+bool nvme_process_queues(NvmeCtrl *ctrl);
+void nvme_doorbell_write(NvmeCtrl *ctrl, uint64_t offset, uint32_t value);
+NvmeSQ *nvme_sq_new(NvmeCtrl *ctrl, uint16_t sqid, uint16_t cqid,
+                    uint64_t base, uint16_t size, uint8_t prio);
+NvmeCQ *nvme_cq_new(NvmeCtrl *ctrl, uint16_t cqid, uint64_t base,
+                    uint16_t size, uint16_t vector, bool ien);
+void nvme_sq_free(NvmeCtrl *ctrl, uint16_t sqid);
+void nvme_cq_free(NvmeCtrl *ctrl, uint16_t cqid);
+void nvme_queues_free_all(NvmeCtrl *ctrl);
+void nvme_dbbuf_setup_queue(NvmeCtrl *ctrl, uint16_t qid);
+
+/* admin.c */
+void nvme_admin_cmd(NvmeRequest *req);
+void nvme_sq_delete_finish(NvmeCtrl *ctrl, uint16_t sqid);
+
+/* features.c */
+uint16_t nvme_get_features(NvmeRequest *req);
+uint16_t nvme_set_features(NvmeRequest *req);
+void nvme_features_reset(NvmeCtrl *ctrl);
+uint64_t nvme_timestamp_now(const NvmeCtrl *ctrl);
+
+/* events.c: asynchronous events, logs */
+void nvme_aen_enqueue(NvmeCtrl *ctrl, uint8_t type, uint8_t info,
+                      uint8_t log_page);
+uint16_t nvme_aer_submit(NvmeRequest *req);
+void nvme_aen_deliver(NvmeCtrl *ctrl);
+uint16_t nvme_get_log_page(NvmeRequest *req);
+void nvme_error_log_add(NvmeCtrl *ctrl, const NvmeRequest *req,
+                        uint16_t status);
+void nvme_temperature_check(NvmeCtrl *ctrl);
+
+/* identify.c */
+uint16_t nvme_identify(NvmeRequest *req);
+
+/* io.c */
+void nvme_io_cmd(NvmeRequest *req);
+NvmeNamespace *nvme_ns_get(NvmeCtrl *ctrl, uint32_t nsid);
+
+#endif
