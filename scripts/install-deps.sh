@@ -10,6 +10,7 @@ liburing-dev libjson-c-dev libcmocka-dev libiscsi-dev libiscsi-bin
 qemu-system-x86 qemu-utils tgt
 busybox-static cpio kmod fio sg3-utils nvme-cli
 gnuplot-nox
+qemu-block-extra
 "
 
 missing=""
