@@ -96,8 +96,22 @@ def test_unix(env):
     check_writes_continue(src)
 
 
-def test_tcp(env):
-    migrate_ok(env, f"tcp:127.0.0.1:{free_tcp_port()}")
+def test_tcp_deferred(env):
+    """--incoming defer, then migrate-incoming over QMP, over tcp."""
+    img = env.image()
+    uri = f"tcp:127.0.0.1:{free_tcp_port()}"
+    src = source(env, img)
+    dst = destination(env, img, "defer")
+    check(dst.status() == "inmigrate" and dst.owned() == [], "waiting")
+    dst.cmd("migrate-incoming", uri=uri)
+    try:
+        dst.cmd("migrate-incoming", uri=uri)
+        raise AssertionError("a second migrate-incoming was accepted")
+    except QMPError as e:
+        check("in progress" in e.desc, e.desc)
+    wait_writes(src)
+    src.cmd("migrate", uri=uri)
+    check_migrated(src, dst)
 
 
 def recovered(src, status, word):
@@ -194,7 +208,7 @@ def test_paused_twice(env):
 
 run_tests({
     "unix": test_unix,
-    "tcp": test_tcp,
+    "tcp-deferred": test_tcp_deferred,
     "cancel": test_cancel,
     "kill-destination-retry": test_kill_destination_then_retry,
     "state-refused": test_state_refused,
