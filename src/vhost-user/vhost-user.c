@@ -459,8 +459,12 @@ bool vhost_user_dev_feed(VhostUserDev *dev, const uint8_t *data, size_t len)
 
 static void listen_readable(EventLoop *loop, int fd, int mask, void *opaque);
 
+static void teardown_all_queues(void *opaque);
+
 static void teardown_done(VhostUserDev *dev)
 {
+    /* Rings first: nothing may point into memory about to be unmapped. */
+    vu_run_data(dev, teardown_all_queues, dev);
     vu_reset_state(dev);
     dev->tearing_down = false;
     dev->teardown_running = false;
