@@ -23,7 +23,8 @@ static const MigChannelOps dst_ops = {
  * we were, in inmigrate. The source closes the channel. */
 static void dst_fail(Error *err)
 {
-    log_error("incoming migration failed: %s", error_get_pretty(err));
+    log_ratelimited(LOG_ERROR, "incoming migration failed: %s",
+                    error_get_pretty(err));
     mig_set_error(err);
     if (mig.ch) {
         const char *msg = error_get_pretty(err);

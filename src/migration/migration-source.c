@@ -207,8 +207,8 @@ void mig_src_recover(void)
 
 void mig_src_fail(Error *err, bool cancelled)
 {
-    log_warn("migration %s: %s", cancelled ? "cancelled" : "failed",
-             error_get_pretty(err));
+    log_ratelimited(LOG_WARN, "migration %s: %s",
+                    cancelled ? "cancelled" : "failed", error_get_pretty(err));
     mig_set_error(err);
     error_free(err);
     mig.step = MIG_STEP_FINISHED;
