@@ -2,7 +2,7 @@
 # Build the test guest: Debian's cloud kernel plus a busybox initramfs with
 # fio, sg3-utils and nvme-cli, booting straight to a root shell on ttyS0.
 #
-#   scripts/build-guest.sh OUTDIR   ->  OUTDIR/vmlinuz, OUTDIR/initramfs.cpio.gz
+#   scripts/build-guest.sh OUTDIR  ->  OUTDIR/vmlinuz, OUTDIR/initramfs.cpio.gz
 #
 # The result is cached: it is rebuilt only when an output is missing or this
 # script changed since the last build.  Everything comes from Debian: the
@@ -67,7 +67,7 @@ for t in $TOOLS /bin/busybox /usr/bin/sg_inq; do
     [ -x "$t" ] || die "$t missing (run scripts/install-deps.sh)"
 done
 
-# --- kernel -----------------------------------------------------------------
+# --- kernel ------------------------------------------------------------------
 
 # The metapackage names the current ABI (linux-image-<abi>-cloud-amd64).
 resolve_kernel_package() {
@@ -92,7 +92,7 @@ KCONFIG="$KROOT/boot/config-$KVER"
 # The package ships no modules.dep (its postinst runs depmod): make one.
 depmod -b "$KROOT" "$KVER"
 
-# --- modules ----------------------------------------------------------------
+# --- modules -----------------------------------------------------------------
 
 MODLIST="$WORK/modules.list"
 : >"$MODLIST"
@@ -136,7 +136,7 @@ cp "$KROOT$KMODDIR/modules.builtin" "$KROOT$KMODDIR/modules.builtin.modinfo" \
 # modules.dep inside the guest lets modprobe load the rest by hand.
 depmod -b "$STAGE" "$KVER"
 
-# --- programs and their shared libraries -----------------------------------
+# --- programs and their shared libraries -------------------------------------
 
 cp /bin/busybox "$STAGE/usr/bin/busybox"
 SGTOOLS=$(dpkg -L sg3-utils | grep -E '^/usr/s?bin/.' || true)
@@ -168,7 +168,7 @@ ldconfig -r "$STAGE"
 done
 ln -s usr/bin/busybox "$STAGE/init"
 
-# --- init ---------------------------------------------------------------------
+# --- init --------------------------------------------------------------------
 
 cat >"$STAGE/etc/inittab" <<'EOF'
 ::sysinit:/etc/init.d/rcS
@@ -205,7 +205,7 @@ EOF
 echo 'root:x:0:0:root:/root:/bin/sh' >"$STAGE/etc/passwd"
 echo 'root:x:0:' >"$STAGE/etc/group"
 
-# --- pack -------------------------------------------------------------------
+# --- pack --------------------------------------------------------------------
 
 (cd "$STAGE" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) |
     gzip -6 >"$WORK/initramfs.cpio.gz"
@@ -214,4 +214,5 @@ mv "$WORK/initramfs.cpio.gz" "$OUTDIR/initramfs.cpio.gz"
 mv "$WORK/vmlinuz" "$OUTDIR/vmlinuz"
 echo "$KVER" >"$OUTDIR/kernel-version"
 echo "$want_stamp" >"$STAMP"
-log "built $OUTDIR (kernel $KVER, initramfs $(du -h "$OUTDIR/initramfs.cpio.gz" | cut -f1))"
+size=$(du -h "$OUTDIR/initramfs.cpio.gz" | cut -f1)
+log "built $OUTDIR (kernel $KVER, initramfs $size)"

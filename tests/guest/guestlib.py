@@ -15,6 +15,7 @@ Python 3 standard library only.
 import argparse
 import atexit
 import base64
+import ctypes
 import itertools
 import json
 import os
@@ -48,9 +49,17 @@ class QmpError(GuestError):
     """QEMU answered a QMP command with an error."""
 
 
-# --- process bookkeeping ------------------------------------------------------
+# --- process bookkeeping -----------------------------------------------------
 
 _live = []  # subprocess.Popen objects still to be reaped
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    # Runs in the child before exec: even a SIGKILLed test (where atexit
+    # cannot run) takes its QEMU and tgtd processes with it.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def spawn(argv, log_path, **kwargs):
@@ -59,7 +68,8 @@ def spawn(argv, log_path, **kwargs):
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT,
-                                start_new_session=True, **kwargs)
+                                start_new_session=True,
+                                preexec_fn=_die_with_parent, **kwargs)
     finally:
         log.close()
     _live.append(proc)
@@ -134,7 +144,7 @@ def connect_unix(path, timeout, alive=None):
     return wait_for(attempt, timeout, f"socket {path}", alive=alive)
 
 
-# --- QMP ----------------------------------------------------------------------
+# --- QMP ---------------------------------------------------------------------
 
 class Qmp:
     """Minimal synchronous QMP client; events are kept in self.events."""
@@ -187,7 +197,7 @@ class Qmp:
         self.sock.close()
 
 
-# --- serial console -----------------------------------------------------------
+# --- serial console ----------------------------------------------------------
 
 class Console:
     """The guest's serial line: raw bytes in, a log of everything out."""
@@ -234,7 +244,7 @@ class Console:
         self.log.close()
 
 
-# --- the guest ----------------------------------------------------------------
+# --- the guest ---------------------------------------------------------------
 
 class Guest:
     """One QEMU process running the test guest.
@@ -305,7 +315,8 @@ class Guest:
     def check_alive(self):
         if self.proc.poll() is not None:
             raise GuestError(f"{self.name}: QEMU exited with status "
-                             f"{self.proc.returncode}:\n{self.qemu_log_tail()}")
+                             f"{self.proc.returncode}:\n"
+                             f"{self.qemu_log_tail()}")
 
     def qemu_log_tail(self, size=2000):
         try:
@@ -336,7 +347,8 @@ class Guest:
         if len(encoded) > 700:
             self._send_line(": >/tmp/.harness-cmd")
             for i in range(0, len(encoded), 700):
-                self._send_line(f"echo {encoded[i:i + 700]} >>/tmp/.harness-cmd")
+                chunk = encoded[i:i + 700]
+                self._send_line(f"echo {chunk} >>/tmp/.harness-cmd")
             source = "base64 -d /tmp/.harness-cmd"
         else:
             source = f"echo {encoded} | base64 -d"
@@ -404,20 +416,19 @@ class Guest:
         return self.qmp.command("query-status")["status"]
 
 
-# --- migration ----------------------------------------------------------------
+# --- migration ---------------------------------------------------------------
 
 def start_destination(src, name="dst", extra_args=None):
     """Start a QEMU like src, waiting for an incoming migration.
 
     extra_args defaults to src's (same devices); returns the started Guest.
     """
-    uri = "unix:" + os.path.join(tempfile.mkdtemp(prefix="stormig-mig-"),
-                                 "migrate")
     dst = Guest(src.image, src.workdir, name=name, memory=src.memory,
                 smp=src.smp, machine=src.machine, cmdline=src.cmdline,
-                incoming=uri,
                 extra_args=src.extra_args if extra_args is None
                 else extra_args)
+    # Next to its console and QMP sockets: removed with them by close().
+    dst.incoming = "unix:" + os.path.join(dst.sockdir, "migrate")
     dst.start()
     status = dst.status()
     if status != "inmigrate":
@@ -455,12 +466,10 @@ def migrate(src, dst, timeout=120, max_bandwidth=1 << 30,
              "the destination to run", alive=dst.check_alive)
     src.quit()
     dst.boot_seconds = src.boot_seconds
-    sockdir = os.path.dirname(dst.incoming[len("unix:"):])
-    shutil.rmtree(sockdir, ignore_errors=True)
     return info
 
 
-# --- test scaffolding ---------------------------------------------------------
+# --- test scaffolding --------------------------------------------------------
 
 def build_image(script, outdir):
     """Run scripts/build-guest.sh; returns {kernel, initrd, build_seconds}."""
