@@ -730,3 +730,8 @@ EventLoop *vhost_user_dev_data_loop(const VhostUserDev *dev)
 {
     return dev->data_loop;
 }
+
+VirtQueue *vhost_user_dev_queue(VhostUserDev *dev, unsigned index)
+{
+    return index < dev->cfg.num_queues ? &dev->queues[index].vq : NULL;
+}

@@ -74,6 +74,8 @@ unsigned vhost_user_dev_num_queues(const VhostUserDev *dev);
 /* Negotiated virtio features (0 before SET_FEATURES). */
 uint64_t vhost_user_dev_features(const VhostUserDev *dev);
 EventLoop *vhost_user_dev_data_loop(const VhostUserDev *dev);
+/* Queue 'index' (< num_queues). Data loop only. */
+VirtQueue *vhost_user_dev_queue(VhostUserDev *dev, unsigned index);
 
 /*
  * Feeds raw bytes as if read from the connection, without fds (fuzzing).

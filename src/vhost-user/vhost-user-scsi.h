@@ -1,0 +1,18 @@
+/*
+ * The "vhost-user-scsi" controller device: a vhost-user back end whose
+ * virtqueues carry virtio-scsi (control, event, N request queues) to a
+ * SCSI bus of the same name as the device id; scsi-hd / scsi-block
+ * devices attach LUNs to it with bus=ID.
+ *
+ *   --device vhost-user-scsi,id=scsi0,socket=PATH[,num-queues=N]
+ *            [,dirty-log=on|off]
+ *
+ * dirty-log=off offers neither VHOST_F_LOG_ALL nor LOG_SHMFD, so QEMU
+ * refuses to migrate the VM ("vhost lacks VHOST_F_LOG_ALL").
+ */
+#ifndef STORMIG_VHOST_USER_VHOST_USER_SCSI_H
+#define STORMIG_VHOST_USER_VHOST_USER_SCSI_H
+
+void vhost_user_scsi_register(void);
+
+#endif
