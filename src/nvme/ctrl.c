@@ -47,8 +47,9 @@ bool nvme_ctrl_poll(NvmeCtrl *ctrl)
 
 bool nvme_ctrl_ready(const NvmeCtrl *ctrl)
 {
+    /* 7.6.2: after a shutdown notification only a reset revives it. */
     return (ctrl->csts & (NVME_CSTS_RDY | NVME_CSTS_CFS)) == NVME_CSTS_RDY &&
-           !ctrl->resetting && !ctrl->shutting_down;
+           !ctrl->resetting && !NVME_CC_SHN(ctrl->cc);
 }
 
 uint32_t nvme_page_size(const NvmeCtrl *ctrl)
