@@ -82,6 +82,7 @@ static void req_malformed(VusReq *r, const char *why)
 {
     VirtQueue *vq = r->vq;
     virtqueue_push(vq, &r->elem, 0);
+    virtqueue_notify(vq);
     free(r);
     log_ratelimited(LOG_WARN, "vhost-user-scsi: queue %u: %s", vq->index,
                     why);

@@ -372,6 +372,7 @@ void virtqueue_push(VirtQueue *vq, const VirtqElement *elem, uint32_t len)
     /* 2.7.8.2: the element is visible before the index that covers it. */
     __atomic_thread_fence(__ATOMIC_RELEASE);
     vq->used_idx++;
+    vq->pushed_since_notify = true;
     st16(vq->used + 2, vq->used_idx);
     log_used(vq, 2, 2);
 out:
@@ -407,9 +408,10 @@ static bool should_notify(VirtQueue *vq)
 
 void virtqueue_notify(VirtQueue *vq)
 {
-    if (!virtqueue_is_ready(vq) || vq->broken) {
+    if (!virtqueue_is_ready(vq) || vq->broken || !vq->pushed_since_notify) {
         return;
     }
+    vq->pushed_since_notify = false;
     if (should_notify(vq) && vq->hooks && vq->hooks->notify) {
         vq->hooks->notify(vq, vq->hooks_opaque);
     }

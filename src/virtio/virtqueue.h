@@ -71,6 +71,7 @@ struct VirtQueue {
     uint16_t used_idx;          /* next used entry to write */
     uint16_t signalled_used;    /* used idx at the last notification */
     bool signalled_used_valid;
+    bool pushed_since_notify;   /* no interrupt without new used entries */
 
     bool event_idx;             /* VIRTIO_RING_F_EVENT_IDX negotiated */
     bool indirect;              /* VIRTIO_RING_F_INDIRECT_DESC negotiated */

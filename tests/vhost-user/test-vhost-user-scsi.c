@@ -1,0 +1,219 @@
+/* The vhost-user-scsi controller end to end: a front end connects to the
+ * device's socket, sets up request queue 0 and sends SCSI commands to a
+ * bus without LUNs (the target answers itself) and a TMF. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "device/device.h"
+#include "vhost-user/vhost-user-scsi.h"
+#include "vhost-user/vhost-user.h"
+#include "virtio/virtio-scsi.h"
+#include "vu-client.h"
+#include "guest-driver.h"
+
+#define MEM_GPA  0x100000ull
+#define MEM_SIZE 0x100000ull
+#define MEM_UVA  0x7f0000000000ull
+#define QSIZE    8
+#define REQ_GPA  (MEM_GPA + 0x20000)
+#define RESP_GPA (MEM_GPA + 0x21000)
+#define DATA_GPA (MEM_GPA + 0x22000)
+
+typedef struct Fixture {
+    EventLoop *loop;
+    Device *dev;
+    char dir[64], path[96];
+    int sock, memfd, kickfd, callfd;
+    uint8_t *mem;
+    GuestDriver drv;
+} Fixture;
+
+static void send_ok(Fixture *f, uint32_t req, const void *p, uint32_t size,
+                    const int *fds, unsigned nfds)
+{
+    uint32_t r, sz;
+    uint64_t ack = 1;
+    assert_true(vuc_send(f->sock, req, VHOST_USER_NEED_REPLY_MASK, p, size,
+                         fds, nfds));
+    assert_true(vuc_recv(f->loop, f->sock, &r, &ack, &sz));
+    assert_int_equal(ack, 0);
+}
+
+static int setup(void **state)
+{
+    Fixture *f = calloc(1, sizeof(*f));
+    f->loop = loop_new(NULL);
+    vhost_user_scsi_register();
+    /* Relative to the test's working directory (the build tree). */
+    strcpy(f->dir, "vus-test-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/sock", f->dir);
+    char opts[160];
+    snprintf(opts, sizeof(opts), "vhost-user-scsi,id=scsi0,socket=%s",
+             f->path);
+    Error *err = NULL;
+    f->dev = device_create(opts, f->loop, &err);
+    if (!f->dev) {
+        fail_msg("%s", error_get_pretty(err));
+    }
+    f->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    strcpy(sa.sun_path, f->path);
+    assert_int_equal(connect(f->sock, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    f->memfd = memfd_create("guest", MFD_CLOEXEC);
+    assert_int_equal(ftruncate(f->memfd, MEM_SIZE), 0);
+    f->mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+                  f->memfd, 0);
+    f->kickfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    f->callfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    Fixture *f = *state;
+    close(f->sock);
+    device_destroy(f->dev);
+    loop_free(f->loop);
+    munmap(f->mem, MEM_SIZE);
+    close(f->memfd);
+    close(f->kickfd);
+    close(f->callfd);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Front-end set-up of one queue, as QEMU does it at device start. */
+static void start_queue(Fixture *f, uint32_t index)
+{
+    uint64_t proto = BIT_ULL(VHOST_USER_PROTOCOL_F_REPLY_ACK);
+    assert_true(vuc_send(f->sock, VHOST_USER_SET_PROTOCOL_FEATURES, 0, &proto,
+                         8, NULL, 0));
+    uint64_t feat = BIT_ULL(VIRTIO_F_VERSION_1) |
+                    BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES);
+    send_ok(f, VHOST_USER_SET_FEATURES, &feat, 8, NULL, 0);
+    VhostUserMemory m = { .nregions = 1 };
+    m.regions[0] = (VhostUserMemRegion){ MEM_GPA, MEM_SIZE, MEM_UVA, 0 };
+    send_ok(f, VHOST_USER_SET_MEM_TABLE, &m, 40, &f->memfd, 1);
+    drv_init(&f->drv, f->mem, MEM_GPA, QSIZE, MEM_GPA + 0x1000 * index);
+    VhostUserVringState st = { index, QSIZE };
+    send_ok(f, VHOST_USER_SET_VRING_NUM, &st, 8, NULL, 0);
+    VhostUserVringAddr a = {
+        .index = index,
+        .desc_user_addr = MEM_UVA + (f->drv.desc_gpa - MEM_GPA),
+        .used_user_addr = MEM_UVA + (f->drv.used_gpa - MEM_GPA),
+        .avail_user_addr = MEM_UVA + (f->drv.avail_gpa - MEM_GPA),
+    };
+    send_ok(f, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
+    uint64_t idx = index;
+    send_ok(f, VHOST_USER_SET_VRING_CALL, &idx, 8, &f->callfd, 1);
+    send_ok(f, VHOST_USER_SET_VRING_KICK, &idx, 8, &f->kickfd, 1);
+    st.num = 1;
+    send_ok(f, VHOST_USER_SET_VRING_ENABLE, &st, 8, NULL, 0);
+}
+
+static uint32_t run_chain(Fixture *f, DriverBuf *b, unsigned n)
+{
+    drv_publish(&f->drv, drv_add_direct(&f->drv, b, n));
+    uint64_t one = 1;
+    assert_int_equal(write(f->kickfd, &one, 8), 8);
+    struct pollfd p = { .fd = f->callfd, .events = POLLIN };
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    uint64_t v;
+    assert_int_equal(read(f->callfd, &v, 8), 8);
+    uint32_t id = 0, len = 0;
+    assert_true(drv_get_used(&f->drv, &id, &len));
+    return len;
+}
+
+static void test_inquiry_without_lun(void **state)
+{
+    Fixture *f = *state;
+    start_queue(f, VIRTIO_SCSI_VQ_REQUEST0);
+    uint8_t *req = drv_ptr(&f->drv, REQ_GPA);
+    memset(req, 0, 51);
+    virtio_scsi_lun_encode(req, 0, 3);
+    req[8] = 0x42;                      /* tag */
+    req[19] = 0x12;                     /* INQUIRY, allocation length 96 */
+    req[19 + 4] = 96;
+    DriverBuf b[] = {
+        { REQ_GPA, 51, false }, { RESP_GPA, 108, true },
+        { DATA_GPA, 96, true },
+    };
+    uint32_t len = run_chain(f, b, 3);
+    uint8_t *resp = drv_ptr(&f->drv, RESP_GPA);
+    assert_int_equal(resp[11], VIRTIO_SCSI_S_OK);
+    assert_int_equal(resp[10], 0);      /* GOOD */
+    /* SPC-4 6.6.2: no LUN there: qualifier 011b, type 1Fh. */
+    assert_int_equal(drv_ptr(&f->drv, DATA_GPA)[0], 0x7f);
+    assert_true(len > 108);
+}
+
+static void test_bad_target(void **state)
+{
+    Fixture *f = *state;
+    start_queue(f, VIRTIO_SCSI_VQ_REQUEST0);
+    uint8_t *req = drv_ptr(&f->drv, REQ_GPA);
+    memset(req, 0, 51);
+    virtio_scsi_lun_encode(req, 5, 0);  /* only target 0 exists */
+    DriverBuf b[] = { { REQ_GPA, 51, false }, { RESP_GPA, 108, true } };
+    uint32_t len = run_chain(f, b, 2);
+    assert_int_equal(len, 108);
+    assert_int_equal(drv_ptr(&f->drv, RESP_GPA)[11],
+                     VIRTIO_SCSI_S_BAD_TARGET);
+}
+
+static void test_tmf_clear_aca_rejected(void **state)
+{
+    Fixture *f = *state;
+    start_queue(f, VIRTIO_SCSI_VQ_CONTROL);
+    uint8_t *req = drv_ptr(&f->drv, REQ_GPA);
+    memset(req, 0, 24);
+    req[4] = VIRTIO_SCSI_T_TMF_CLEAR_ACA;
+    virtio_scsi_lun_encode(req + 8, 0, 0);
+    uint8_t *resp = drv_ptr(&f->drv, RESP_GPA);
+    resp[0] = 0xee;
+    DriverBuf b[] = { { REQ_GPA, 24, false }, { RESP_GPA, 1, true } };
+    assert_int_equal(run_chain(f, b, 2), 1);
+    assert_int_equal(resp[0], VIRTIO_SCSI_S_FUNCTION_REJECTED);
+}
+
+static void test_short_request_breaks_queue(void **state)
+{
+    Fixture *f = *state;
+    start_queue(f, VIRTIO_SCSI_VQ_REQUEST0);
+    DriverBuf b[] = { { REQ_GPA, 10, false }, { RESP_GPA, 108, true } };
+    assert_int_equal(run_chain(f, b, 2), 0);
+    /* The daemon lives on and still answers the front end. */
+    uint64_t n;
+    uint32_t r, sz;
+    assert_true(vuc_send(f->sock, VHOST_USER_GET_QUEUE_NUM, 0, NULL, 0, NULL,
+                         0));
+    assert_true(vuc_recv(f->loop, f->sock, &r, &n, &sz));
+    assert_int_equal(n, 3);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_inquiry_without_lun, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bad_target, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tmf_clear_aca_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_short_request_breaks_queue,
+                                        setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
