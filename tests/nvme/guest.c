@@ -217,7 +217,7 @@ bool tg_enable(TestGuest *tg, uint16_t entries)
     for (unsigned v = 0; v < nvme_msix_nr_vectors(tg->ctrl); v++) {
         nvme_msix_write(tg->ctrl, NVME_MSIX_TABLE_OFF + v * 16 + 12, 4, 0);
     }
-    tg_w32(tg, NVME_REG_CC, 1 | (6u << 16) | (4u << 20));
+    tg_w32(tg, NVME_REG_CC, 1 | (6u << 16) | (4u << 20) | tg->cc_extra);
     return tg_wait_ready(tg, true, 2000);
 }
 
@@ -264,7 +264,7 @@ bool tg_peek(TestGuest *tg, uint16_t qid, NvmeCqe *cqe, bool ring)
         return false;
     }
     *cqe = c;
-    if (++q->cq_head == q->size) {
+    if (++q->cq_head == (q->cq_size ? q->cq_size : q->size)) {
         q->cq_head = 0;
         q->phase = !q->phase;
     }

@@ -23,6 +23,7 @@ typedef struct TgQueue {
     uint64_t sq;
     uint64_t cq;
     uint16_t size;
+    uint16_t cq_size;               /* 0: same as size */
     uint16_t sq_tail;
     uint16_t cq_head;
     bool phase;
@@ -35,6 +36,7 @@ typedef struct TestGuest {
     uint64_t brk;
     uint64_t region;                /* translate() stops at multiples */
     bool no_translate;              /* use the dma_read/write fallback */
+    uint32_t cc_extra;              /* ORed into CC by tg_enable */
     EventLoop *loop;
     NvmeCtrl *ctrl;
     NvmeTransportOps ops;
