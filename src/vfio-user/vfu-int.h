@@ -1,0 +1,107 @@
+/* vfio-user server internals shared by its source files. */
+#ifndef STORMIG_VFIO_USER_VFU_INT_H
+#define STORMIG_VFIO_USER_VFU_INT_H
+
+#include "vfio-user/vfu-server.h"
+
+/*
+ * A handler's outcome: VFU_OK, a positive errno sent back in an error
+ * reply, or VFU_CLOSE when the connection must be dropped.
+ */
+typedef int VfuStatus;
+#define VFU_OK      0
+#define VFU_CLOSE   (-1)
+
+/* One received command. Handlers take fds they keep by setting the slot
+ * to -1; the rest are closed after dispatch. */
+typedef struct VfuMsg {
+    VfuHeader hdr;
+    const uint8_t *payload;
+    size_t len;                 /* payload bytes (size - header) */
+    int *fds;
+    size_t nfds;
+    ByteBuf *reply;             /* reply payload, header added later */
+    int reply_fd;               /* sent with the reply (not owned), or -1 */
+    bool close_after;           /* drop the connection after replying */
+} VfuMsg;
+
+typedef struct VfuDmaRegion {
+    uint64_t iova;
+    uint64_t size;
+    uint32_t prot;              /* VFU_DMA_FLAG_* */
+    uint8_t *host;              /* NULL: mapped without an fd */
+    uint64_t *dirty;            /* one bit per log page, when logging */
+} VfuDmaRegion;
+
+typedef struct VfuIrqLine {
+    int fd;                     /* trigger eventfd, or -1 */
+    bool masked;
+    bool pending;
+} VfuIrqLine;
+
+typedef struct VfuOut VfuOut;
+typedef struct VfuConn VfuConn;
+
+struct VfuServer {
+    EventLoop *loop;
+    VfuDeviceDesc desc;
+    const VfuDeviceOps *ops;
+    void *opaque;
+    char *socket_path;
+    int listen_fd;
+    VfuConn *conn;
+
+    /* Negotiated with VERSION. */
+    bool negotiated;
+    uint32_t client_max_fds;
+    uint64_t client_max_xfer;
+
+    /* Guest memory, sorted by iova, never overlapping. */
+    VfuDmaRegion *dma;
+    size_t n_dma;
+    bool logging;
+    uint64_t log_page;          /* logging granularity (power of two) */
+
+    VfuIrqLine *irqs[VFU_PCI_NUM_IRQS];
+
+    VfuMigState mig_state;
+    ByteBuf mig_data;           /* saved state (source) or written (dest) */
+    size_t mig_read_off;
+};
+
+/* Message helpers (vfu-server.c). Payloads are checked before reading. */
+bool vfu_migration_supported(const VfuServer *s);
+void vfu_reply_put(VfuMsg *m, const void *data, size_t len);
+
+/* Handlers, one per command (vfu-device.c, vfu-dma.c, vfu-irq.c,
+ * vfu-migration.c). */
+VfuStatus vfu_handle_version(VfuServer *s, VfuMsg *m);
+VfuStatus vfu_handle_device_info(VfuServer *s, VfuMsg *m);
+VfuStatus vfu_handle_region_info(VfuServer *s, VfuMsg *m);
+VfuStatus vfu_handle_region_read(VfuServer *s, VfuMsg *m);
+VfuStatus vfu_handle_region_write(VfuServer *s, VfuMsg *m);
+VfuStatus vfu_handle_reset(VfuServer *s, VfuMsg *m);
+VfuStatus vfu_handle_dma_map(VfuServer *s, VfuMsg *m);
+VfuStatus vfu_handle_dma_unmap(VfuServer *s, VfuMsg *m);
+VfuStatus vfu_handle_irq_info(VfuServer *s, VfuMsg *m);
+VfuStatus vfu_handle_set_irqs(VfuServer *s, VfuMsg *m);
+VfuStatus vfu_handle_feature(VfuServer *s, VfuMsg *m);
+VfuStatus vfu_handle_mig_data_read(VfuServer *s, VfuMsg *m);
+VfuStatus vfu_handle_mig_data_write(VfuServer *s, VfuMsg *m);
+
+/* Feature sub-handlers (vfu-dma.c). */
+VfuStatus vfu_logging_start(VfuServer *s, VfuMsg *m, const uint8_t *data,
+                            size_t len);
+VfuStatus vfu_logging_stop(VfuServer *s);
+VfuStatus vfu_logging_report(VfuServer *s, VfuMsg *m, uint32_t argsz,
+                             const uint8_t *data, size_t len);
+
+/* State setup / teardown. */
+bool vfu_irqs_init(VfuServer *s, Error **errp);
+void vfu_irqs_release(VfuServer *s);     /* closes fds, clears masks */
+void vfu_irqs_free(VfuServer *s);
+void vfu_dma_unmap_all(VfuServer *s);
+void vfu_dma_free(VfuServer *s);
+void vfu_migration_reset(VfuServer *s);
+
+#endif
