@@ -117,11 +117,37 @@ static uint64_t log_pages(const VfuServer *s, const VfuDmaRegion *r)
     return (end - log_base(s, r) + s->log_page - 1) / s->log_page;
 }
 
+/* Bitmaps of all mappings together stay below this (2 TiB of client
+ * memory at 4 KiB pages). */
+#define LOG_MAX_BITMAP_BYTES (64ull << 20)
+
+static uint64_t dirty_bytes(const VfuServer *s, const VfuDmaRegion *r)
+{
+    return (log_pages(s, r) + 63) / 64 * sizeof(uint64_t);
+}
+
 static bool dirty_alloc(VfuServer *s, VfuDmaRegion *r)
 {
-    size_t words = (size_t)((log_pages(s, r) + 63) / 64);
-    r->dirty = calloc(words, sizeof(uint64_t));
+    uint64_t bytes = dirty_bytes(s, r);
+    if (bytes > LOG_MAX_BITMAP_BYTES - s->log_bytes) {
+        log_ratelimited(LOG_WARN, "vfio-user: dirty bitmaps would exceed "
+                        "%llu bytes", (unsigned long long)LOG_MAX_BITMAP_BYTES);
+        return false;
+    }
+    r->dirty = calloc(1, (size_t)bytes);
+    if (r->dirty) {
+        s->log_bytes += bytes;
+    }
     return r->dirty != NULL;
+}
+
+static void dirty_free(VfuServer *s, VfuDmaRegion *r)
+{
+    if (r->dirty) {
+        s->log_bytes -= dirty_bytes(s, r);
+        free(r->dirty);
+        r->dirty = NULL;
+    }
 }
 
 bool vfu_dma_logging_active(const VfuServer *s)
@@ -172,20 +198,31 @@ static void collect_dirty(VfuServer *s, uint64_t iova, uint64_t len,
     for (; i < s->n_dma && s->dma[i].iova < end; i++) {
         VfuDmaRegion *r = &s->dma[i];
         uint64_t base = log_base(s, r), n = log_pages(s, r);
-        for (uint64_t p = 0; r->dirty && p < n; p++) {
-            uint64_t w = __atomic_load_n(&r->dirty[p / 64], __ATOMIC_RELAXED);
-            uint64_t a = base + p * s->log_page, b = a + s->log_page;
-            if (!(w & (1ull << (p % 64))) || b <= iova || a >= end) {
-                continue;
+        uint64_t first = iova > base ? (iova - base) / s->log_page : 0;
+        if (!r->dirty || first >= n) {
+            continue;
+        }
+        /* Whole words at a time: most of a large bitmap is clean. */
+        for (uint64_t wi = first / 64; wi < (n + 63) / 64; wi++) {
+            uint64_t w = __atomic_load_n(&r->dirty[wi], __ATOMIC_RELAXED);
+            if (base + wi * 64 * s->log_page >= end) {
+                break;
             }
-            uint64_t lo = a > iova ? a : iova, hi = b < end ? b : end;
-            for (uint64_t q = (lo - iova) / page; q <= (hi - 1 - iova) / page;
-                 q++) {
-                bitmap[q / 64] |= 1ull << (q % 64);
-            }
-            if (a >= iova && b <= end) {
-                __atomic_fetch_and(&r->dirty[p / 64], ~(1ull << (p % 64)),
-                                   __ATOMIC_RELAXED);
+            for (; w; w &= w - 1) {
+                uint64_t p = wi * 64 + (uint64_t)__builtin_ctzll(w);
+                uint64_t a = base + p * s->log_page, b = a + s->log_page;
+                if (b <= iova || a >= end) {
+                    continue;
+                }
+                uint64_t lo = a > iova ? a : iova, hi = b < end ? b : end;
+                for (uint64_t q = (lo - iova) / page;
+                     q <= (hi - 1 - iova) / page; q++) {
+                    bitmap[q / 64] |= 1ull << (q % 64);
+                }
+                if (a >= iova && b <= end) {
+                    __atomic_fetch_and(&r->dirty[wi], ~(1ull << (p % 64)),
+                                       __ATOMIC_RELAXED);
+                }
             }
         }
     }
@@ -244,8 +281,7 @@ VfuStatus vfu_logging_start(VfuServer *s, VfuMsg *m, const uint8_t *data,
 VfuStatus vfu_logging_stop(VfuServer *s)
 {
     for (size_t i = 0; i < s->n_dma; i++) {
-        free(s->dma[i].dirty);
-        s->dma[i].dirty = NULL;
+        dirty_free(s, &s->dma[i]);
     }
     s->logging = false;
     return VFU_OK;
@@ -383,7 +419,7 @@ VfuStatus vfu_handle_dma_map(VfuServer *s, VfuMsg *m)
         if (r.host) {
             munmap(r.host, r.size);
         }
-        free(r.dirty);
+        dirty_free(s, &r);
         return ENOMEM;
     }
     s->dma = arr;
@@ -404,7 +440,7 @@ static void dma_remove(VfuServer *s, size_t i)
     if (r.host) {
         munmap(r.host, r.size);
     }
-    free(r.dirty);
+    dirty_free(s, &r);
     memmove(&s->dma[i], &s->dma[i + 1], (s->n_dma - i - 1) * sizeof(r));
     s->n_dma--;
 }

@@ -61,6 +61,7 @@ struct VfuServer {
     size_t n_dma;
     bool logging;
     uint64_t log_page;          /* logging granularity (power of two) */
+    uint64_t log_bytes;         /* all dirty bitmaps together */
 
     VfuIrqLine *irqs[VFU_PCI_NUM_IRQS];
 

@@ -205,8 +205,13 @@ VfuStatus vfu_handle_feature(VfuServer *s, VfuMsg *m)
         return EINVAL;
     }
     uint32_t ops = feature_ops(s, index);
-    if (!ops || (want & ~ops)) {
+    if (!ops) {
         return ENOTSUP;
+    }
+    if (want & ~ops) {
+        log_ratelimited(LOG_WARN, "vfio-user: FEATURE %u: no %s", index,
+                        (want & ~ops) == VFU_FEATURE_GET ? "GET" : "SET");
+        return EINVAL;
     }
     if (probe) {
         /* Spec: a probe's reply repeats the request. */

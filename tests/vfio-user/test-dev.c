@@ -1,0 +1,201 @@
+/* The tiny device of the vfio-user tests (see test-dev.h). */
+#include "test-dev.h"
+
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define STATE_MAGIC 0x54444556u     /* "TDEV" */
+#define STATE_SIZE (4 + 4 * 8)
+
+static void doorbell(TestDev *d, uint64_t value)
+{
+    uint8_t buf[256];
+    memset(buf, (int)(value & 0xff), sizeof(buf));
+    for (uint64_t done = 0; done < d->dma_len;) {
+        uint64_t n = d->dma_len - done;
+        n = n < sizeof(buf) ? n : sizeof(buf);
+        if (!vfu_dma_write(d->srv, d->dma_addr + done, buf, n, NULL)) {
+            d->dma_errors++;
+            return;
+        }
+        done += n;
+    }
+    d->counter++;
+    vfu_irq_trigger(d->srv, VFU_PCI_MSIX_IRQ, 0);
+}
+
+static bool bar0_access(TestDev *d, uint64_t off, uint64_t *val,
+                        bool is_write)
+{
+    uint64_t *reg = NULL;
+    switch (off) {
+    case TDEV_REG_ID:
+        if (is_write) {
+            return false;
+        }
+        *val = TDEV_ID;
+        return true;
+    case TDEV_REG_SCRATCH: reg = &d->scratch; break;
+    case TDEV_REG_DMA_ADDR: reg = &d->dma_addr; break;
+    case TDEV_REG_DMA_LEN: reg = &d->dma_len; break;
+    case TDEV_REG_COUNTER:
+        if (is_write) {
+            return false;
+        }
+        reg = &d->counter;
+        break;
+    case TDEV_REG_DOORBELL:
+        if (!is_write || d->quiesced) {
+            return !is_write ? (*val = 0, true) : false;
+        }
+        doorbell(d, *val);
+        return true;
+    default:
+        if (!is_write) {
+            *val = 0;
+        }
+        return true;
+    }
+    if (is_write) {
+        *reg = *val;
+    } else {
+        *val = *reg;
+    }
+    return true;
+}
+
+static bool region_access(void *opaque, unsigned region, uint64_t offset,
+                          void *buf, uint32_t len, bool is_write)
+{
+    TestDev *d = opaque;
+    if (region == VFU_PCI_CONFIG_REGION) {
+        if (is_write) {
+            memcpy(d->config + offset, buf, len);
+        } else {
+            memcpy(buf, d->config + offset, len);
+        }
+        return true;
+    }
+    if (region == 2) {
+        return pread(d->bar2_fd, buf, len, (off_t)offset) == (ssize_t)len;
+    }
+    /* BAR0: 8-byte aligned 8-byte accesses only. */
+    if (region != 0 || len != 8 || offset % 8) {
+        return false;
+    }
+    uint64_t v;
+    memcpy(&v, buf, 8);
+    if (!bar0_access(d, offset, &v, is_write)) {
+        return false;
+    }
+    if (!is_write) {
+        memcpy(buf, &v, 8);
+    }
+    return true;
+}
+
+static void reset(void *opaque)
+{
+    TestDev *d = opaque;
+    d->scratch = d->dma_addr = d->dma_len = d->counter = 0;
+    d->quiesced = false;
+    d->resets++;
+}
+
+static void dma_unmap(void *opaque, uint64_t iova, uint64_t len)
+{
+    TestDev *d = opaque;
+    d->unmaps++;
+}
+
+static bool quiesce(void *opaque, Error **errp)
+{
+    ((TestDev *)opaque)->quiesced = true;
+    return true;
+}
+
+static bool resume(void *opaque, Error **errp)
+{
+    ((TestDev *)opaque)->quiesced = false;
+    return true;
+}
+
+static bool save(void *opaque, ByteBuf *out, Error **errp)
+{
+    TestDev *d = opaque;
+    uint32_t magic = STATE_MAGIC;
+    bytebuf_append(out, &magic, 4);
+    bytebuf_append(out, &d->scratch, 8);
+    bytebuf_append(out, &d->dma_addr, 8);
+    bytebuf_append(out, &d->dma_len, 8);
+    bytebuf_append(out, &d->counter, 8);
+    return true;
+}
+
+static bool load(void *opaque, const uint8_t *data, size_t len, Error **errp)
+{
+    TestDev *d = opaque;
+    uint32_t magic;
+    if (len != STATE_SIZE) {
+        error_setg(errp, "test device state: %zu bytes, expected %d", len,
+                   STATE_SIZE);
+        return false;
+    }
+    memcpy(&magic, data, 4);
+    if (magic != STATE_MAGIC) {
+        error_setg(errp, "test device state: bad magic");
+        return false;
+    }
+    memcpy(&d->scratch, data + 4, 8);
+    memcpy(&d->dma_addr, data + 12, 8);
+    memcpy(&d->dma_len, data + 20, 8);
+    memcpy(&d->counter, data + 28, 8);
+    return true;
+}
+
+const VfuDeviceOps test_dev_ops = {
+    .region_access = region_access,
+    .reset = reset,
+    .dma_unmap = dma_unmap,
+    .quiesce = quiesce,
+    .resume = resume,
+    .save = save,
+    .load = load,
+};
+
+void test_dev_init(TestDev *dev, VfuDeviceDesc *desc)
+{
+    memset(dev, 0, sizeof(*dev));
+    memset(desc, 0, sizeof(*desc));
+    for (unsigned i = 0; i < VFU_PCI_NUM_REGIONS; i++) {
+        desc->regions[i].mmap_fd = -1;
+    }
+    dev->config[0] = 0x86;      /* vendor 0x1b36-ish test ids */
+    dev->config[1] = 0x80;
+    dev->bar2_fd = memfd_create("tdev-bar2", MFD_CLOEXEC);
+    if (dev->bar2_fd >= 0 && ftruncate(dev->bar2_fd, TDEV_BAR2_SIZE) == 0) {
+        desc->regions[2] = (VfuRegionDesc){
+            .size = TDEV_BAR2_SIZE, .readable = true,
+            .mmap_fd = dev->bar2_fd, .nr_sparse = 1,
+            .sparse = { { .offset = 0x1000, .size = 0x1000 } },
+        };
+    }
+    desc->regions[0] = (VfuRegionDesc){ .size = TDEV_BAR0_SIZE,
+        .readable = true, .writable = true, .mmap_fd = -1 };
+    desc->regions[VFU_PCI_CONFIG_REGION] = (VfuRegionDesc){ .size = 256,
+        .readable = true, .writable = true, .mmap_fd = -1 };
+    desc->irqs[VFU_PCI_INTX_IRQ] = (VfuIrqDesc){ .count = 1,
+                                                 .maskable = true };
+    desc->irqs[VFU_PCI_MSIX_IRQ] = (VfuIrqDesc){ .count = TDEV_MSIX_VECTORS };
+    desc->irqs[VFU_PCI_ERR_IRQ] = (VfuIrqDesc){ .count = 1 };
+    desc->irqs[VFU_PCI_REQ_IRQ] = (VfuIrqDesc){ .count = 1 };
+}
+
+void test_dev_cleanup(TestDev *dev)
+{
+    if (dev->bar2_fd >= 0) {
+        close(dev->bar2_fd);
+        dev->bar2_fd = -1;
+    }
+}

@@ -1,0 +1,44 @@
+/*
+ * A tiny PCI device served over vfio-user in the tests: a few 64-bit
+ * registers in BAR0, a DMA engine that fills guest memory with a byte
+ * pattern and raises MSI-X vector 0, an mmappable BAR2 (second page only),
+ * a raw config space, and migration of its registers.
+ */
+#ifndef STORMIG_TESTS_VFIO_USER_TEST_DEV_H
+#define STORMIG_TESTS_VFIO_USER_TEST_DEV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vfio-user/vfu-server.h"
+
+enum {
+    TDEV_REG_ID = 0x00,         /* read-only */
+    TDEV_REG_SCRATCH = 0x08,
+    TDEV_REG_DMA_ADDR = 0x10,
+    TDEV_REG_DMA_LEN = 0x18,
+    TDEV_REG_DOORBELL = 0x20,   /* write: fill DMA range with value & 0xff */
+    TDEV_REG_COUNTER = 0x28,    /* read-only: completed DMA fills */
+    TDEV_BAR0_SIZE = 0x1000,
+    TDEV_BAR2_SIZE = 0x2000,
+    TDEV_MSIX_VECTORS = 4,
+};
+#define TDEV_ID 0x5354524d49470001ull
+
+typedef struct TestDev {
+    VfuServer *srv;
+    uint64_t scratch, dma_addr, dma_len, counter;
+    uint8_t config[256];
+    int bar2_fd;                /* memfd behind BAR2 */
+    bool quiesced;
+    unsigned resets;
+    unsigned unmaps;
+    unsigned dma_errors;
+} TestDev;
+
+/* Sets up dev and its descriptor (BAR2 backed by a fresh memfd). */
+void test_dev_init(TestDev *dev, VfuDeviceDesc *desc);
+void test_dev_cleanup(TestDev *dev);
+extern const VfuDeviceOps test_dev_ops;
+
+#endif
