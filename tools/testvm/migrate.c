@@ -162,10 +162,10 @@ static bool switchover(MigCtx *m, Error **errp)
 {
     TestVm *d = m->dst;
     m->res->failed_phase = MIG_PHASE_SWITCHOVER;
-    if (m->h->switchover && !m->h->switchover(m->h->opaque, errp)) {
-        return false;
-    }
-    if (!phase_done(m, MIG_PHASE_SWITCHOVER, errp)) {
+    /* Injected before the handoff: once the disks moved there is no way
+     * back to the source. */
+    if (!phase_done(m, MIG_PHASE_SWITCHOVER, errp) ||
+        (m->h->switchover && !m->h->switchover(m->h->opaque, errp))) {
         return false;
     }
     d->drv = nvme_drv_attach(d->t, d->gm, errp);

@@ -1,0 +1,288 @@
+/* stormigd device "nvme": the controller behind a vfio-user server. */
+#include "nvme/nvme-device.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "device/device.h"
+#include "nvme/nvme.h"
+#include "util/log.h"
+#include "vfio-user/vfu-server.h"
+
+/* PCI config space (PCI Local Bus 3.0 section 6.1) with one capability,
+ * MSI-X (section 6.8.2), table and PBA in NVME_MSIX_BAR. */
+#define CFG_SIZE        256u
+#define CFG_MSIX        0x40u
+#define PCI_STATUS_CAPS 0x10u
+
+typedef struct NvmeDevice {
+    Device parent;
+    NvmeCtrl *ctrl;
+    VfuServer *server;
+    char *socket;
+    uint8_t cfg[CFG_SIZE];
+    bool vm_running;                /* the daemon's run state */
+    bool vfu_running;               /* the VMM's device state */
+    bool ctrl_running;
+} NvmeDevice;
+
+static NvmeDevice *nd(void *opaque)
+{
+    return opaque;
+}
+
+/* Runs the controller exactly when both the daemon and the VMM say so. */
+static bool nvme_dev_sync(NvmeDevice *d, Error **errp)
+{
+    bool want = d->vm_running && d->vfu_running;
+    if (want == d->ctrl_running) {
+        return true;
+    }
+    bool ok = want ? nvme_ctrl_resume(d->ctrl, errp)
+                   : nvme_ctrl_quiesce(d->ctrl, errp);
+    if (ok) {
+        d->ctrl_running = want;
+    }
+    return ok;
+}
+
+static void *t_translate(void *opaque, uint64_t gpa, uint64_t len,
+                         bool is_write, uint64_t *contig)
+{
+    return vfu_dma_translate(nd(opaque)->server, gpa, len, is_write, contig);
+}
+
+static void t_mark_dirty(void *opaque, uint64_t gpa, uint64_t len)
+{
+    vfu_dma_mark_dirty(nd(opaque)->server, gpa, len);
+}
+
+static void t_raise(void *opaque, uint16_t vector, uint64_t addr,
+                    uint32_t data)
+{
+    vfu_irq_trigger(nd(opaque)->server, VFU_PCI_MSIX_IRQ, vector);
+}
+
+static const NvmeTransportOps nvme_dev_transport = {
+    .translate = t_translate,
+    .mark_dirty = t_mark_dirty,
+    .raise_msix = t_raise,
+};
+
+static void cfg_init(NvmeDevice *d)
+{
+    uint8_t *c = d->cfg;
+    unsigned nvec = nvme_msix_nr_vectors(d->ctrl);
+    c[0x00] = 0x36; c[0x01] = 0x1b;             /* vendor 0x1b36 */
+    c[0x02] = 0x10; c[0x03] = 0x00;             /* device 0x0010 */
+    c[0x06] = PCI_STATUS_CAPS;
+    c[0x08] = 0x02;                             /* revision */
+    c[0x09] = 0x02; c[0x0a] = 0x08; c[0x0b] = 0x01;   /* NVMe class */
+    c[0x34] = CFG_MSIX;
+    c[CFG_MSIX] = 0x11;                         /* MSI-X, last cap */
+    c[CFG_MSIX + 2] = (uint8_t)(nvec - 1);
+    c[CFG_MSIX + 3] = (uint8_t)((nvec - 1) >> 8);
+    uint32_t table = NVME_MSIX_TABLE_OFF | NVME_MSIX_BAR;
+    uint32_t pba = NVME_MSIX_PBA_OFF | NVME_MSIX_BAR;
+    memcpy(&c[CFG_MSIX + 4], &table, 4);        /* little endian hosts */
+    memcpy(&c[CFG_MSIX + 8], &pba, 4);
+}
+
+/* Only the MSI-X Message Control enable and function mask bits (and the
+ * command register) are writable; everything else reads back as is. */
+static void cfg_write(NvmeDevice *d, uint64_t off, const uint8_t *buf,
+                      uint32_t len)
+{
+    for (uint32_t i = 0; i < len; i++) {
+        uint64_t o = off + i;
+        if (o == 0x04 || o == 0x05) {
+            d->cfg[o] = buf[i];
+        } else if (o == CFG_MSIX + 3) {
+            d->cfg[o] = (uint8_t)((d->cfg[o] & 0x07) | (buf[i] & 0xc0));
+            nvme_msix_set_control(d->ctrl, buf[i] & 0x80, buf[i] & 0x40);
+        }
+    }
+}
+
+static bool reg_access(NvmeCtrl *ctrl, bool msix, uint64_t off, void *buf,
+                       uint32_t len, bool is_write)
+{
+    uint64_t v = 0;
+    if (len != 4 && !(len == 8 && !msix)) {
+        log_ratelimited(LOG_WARN, "nvme: %u-byte %s access refused", len,
+                        msix ? "MSI-X" : "BAR0");
+        return false;
+    }
+    if (is_write) {
+        memcpy(&v, buf, len);
+        if (msix) {
+            nvme_msix_write(ctrl, off, len, v);
+        } else {
+            nvme_mmio_write(ctrl, off, len, v);
+        }
+    } else {
+        v = msix ? nvme_msix_read(ctrl, off, len)
+                 : nvme_mmio_read(ctrl, off, len);
+        memcpy(buf, &v, len);
+    }
+    return true;
+}
+
+static bool dev_region_access(void *opaque, unsigned region, uint64_t off,
+                              void *buf, uint32_t len, bool is_write)
+{
+    NvmeDevice *d = opaque;
+    switch (region) {
+    case VFU_PCI_BAR0_REGION:
+        return reg_access(d->ctrl, false, off, buf, len, is_write);
+    case NVME_MSIX_BAR:
+        return reg_access(d->ctrl, true, off, buf, len, is_write);
+    case VFU_PCI_CONFIG_REGION:
+        if (is_write) {
+            cfg_write(d, off, buf, len);
+        } else {
+            memcpy(buf, d->cfg + off, len);
+        }
+        return true;
+    }
+    return false;
+}
+
+static bool dev_quiesce(void *opaque, Error **errp)
+{
+    nd(opaque)->vfu_running = false;
+    return nvme_dev_sync(opaque, errp);
+}
+
+static bool dev_resume(void *opaque, Error **errp)
+{
+    nd(opaque)->vfu_running = true;
+    return nvme_dev_sync(opaque, errp);
+}
+
+static bool dev_save(void *opaque, ByteBuf *out, Error **errp)
+{
+    NvmeDevice *d = opaque;
+    VMStateSection sec = { "nvme", 0, &nvme_ctrl_vmsd, d->ctrl };
+    /* The controller must be quiet even when the daemon still runs. */
+    return nvme_ctrl_quiesce(d->ctrl, errp) &&
+           vmstate_save_stream(&sec, 1, false, out, errp);
+}
+
+static bool dev_load(void *opaque, const uint8_t *data, size_t len,
+                     Error **errp)
+{
+    NvmeDevice *d = opaque;
+    VMStateSection sec = { "nvme", 0, &nvme_ctrl_vmsd, d->ctrl };
+    return vmstate_load_stream(&sec, 1, data, len, NULL, errp);
+}
+
+static const VfuDeviceOps nvme_vfu_ops = {
+    .region_access = dev_region_access,
+    .quiesce = dev_quiesce,
+    .resume = dev_resume,
+    .save = dev_save,
+    .load = dev_load,
+};
+
+static bool nvme_dev_realize(Device *dev, KeyVal *props, Error **errp)
+{
+    NvmeDevice *d = (NvmeDevice *)dev;
+    const char *socket;
+    if (!keyval_get_str(props, "socket", NULL, &socket, errp)) {
+        return false;
+    }
+    if (!socket) {
+        error_setg(errp, "nvme needs socket=PATH");
+        return false;
+    }
+    d->socket = strdup(socket);
+    d->vfu_running = true;
+    d->ctrl = nvme_ctrl_new(props, dev->loop, &nvme_dev_transport, d, errp);
+    if (!d->ctrl || !nvme_ctrl_quiesce(d->ctrl, errp)) {
+        return false;
+    }
+    cfg_init(d);
+    VfuDeviceDesc desc = { 0 };
+    desc.regions[VFU_PCI_BAR0_REGION] =
+        (VfuRegionDesc){ NVME_BAR0_SIZE, true, true, .mmap_fd = -1 };
+    desc.regions[NVME_MSIX_BAR] =
+        (VfuRegionDesc){ NVME_MSIX_BAR_SIZE, true, true, .mmap_fd = -1 };
+    desc.regions[VFU_PCI_CONFIG_REGION] =
+        (VfuRegionDesc){ CFG_SIZE, true, true, .mmap_fd = -1 };
+    desc.irqs[VFU_PCI_MSIX_IRQ] =
+        (VfuIrqDesc){ nvme_msix_nr_vectors(d->ctrl), false };
+    VfuServerConfig cfg = { .socket_path = socket, .loop = dev->loop,
+                            .desc = &desc, .ops = &nvme_vfu_ops,
+                            .opaque = d };
+    d->server = vfu_server_new(&cfg, errp);
+    return d->server != NULL;
+}
+
+static void nvme_dev_unrealize(Device *dev)
+{
+    NvmeDevice *d = (NvmeDevice *)dev;
+    if (d->server) {
+        vfu_server_free(d->server);
+    }
+    if (d->ctrl) {
+        nvme_ctrl_free(d->ctrl);
+    }
+    free(d->socket);
+}
+
+static bool nvme_dev_stop(Device *dev, Error **errp)
+{
+    NvmeDevice *d = (NvmeDevice *)dev;
+    d->vm_running = false;
+    return nvme_dev_sync(d, errp);
+}
+
+static bool nvme_dev_start(Device *dev, Error **errp)
+{
+    NvmeDevice *d = (NvmeDevice *)dev;
+    d->vm_running = true;
+    return nvme_dev_sync(d, errp);
+}
+
+static bool nvme_dev_check(Device *dev, Error **errp)
+{
+    return nvme_ctrl_migration_check(((NvmeDevice *)dev)->ctrl, errp);
+}
+
+static void nvme_dev_query(Device *dev, json_object *info)
+{
+    NvmeDevice *d = (NvmeDevice *)dev;
+    Error *err = NULL;
+    NvmeCtrlStats st;
+    nvme_ctrl_get_stats(d->ctrl, &st);
+    json_object_object_add(info, "socket", json_object_new_string(d->socket));
+    json_object_object_add(info, "vfio-user-state", json_object_new_string(
+        vfu_mig_state_name(vfu_server_mig_state(d->server))));
+    json_object_object_add(info, "commands-completed",
+        json_object_new_int64((int64_t)st.commands_completed));
+    bool ok = nvme_ctrl_migration_check(d->ctrl, &err);
+    json_object_object_add(info, "migratable", json_object_new_boolean(ok));
+    if (!ok) {
+        json_object_object_add(info, "migration-blocker",
+            json_object_new_string(error_get_pretty(err)));
+        error_free(err);
+    }
+}
+
+static const DeviceClass nvme_device_class = {
+    .type = "nvme",
+    .description = "NVMe controller served over vfio-user",
+    .instance_size = sizeof(NvmeDevice),
+    .realize = nvme_dev_realize,
+    .unrealize = nvme_dev_unrealize,
+    .stop = nvme_dev_stop,
+    .start = nvme_dev_start,
+    .migration_check = nvme_dev_check,
+    .query = nvme_dev_query,
+};
+
+void nvme_device_register(void)
+{
+    device_class_register(&nvme_device_class);
+}

@@ -1,0 +1,26 @@
+/* stormig-testvm command line: options and the two commands. */
+#ifndef STORMIG_TESTVM_CLI_H
+#define STORMIG_TESTVM_CLI_H
+
+#include "migrate.h"
+
+typedef struct CliOptions {
+    const char *socket;             /* run */
+    const char *src_socket, *dst_socket, *src_qmp, *dst_qmp;
+    TestVmConfig vm;
+    uint64_t seconds;               /* run: workload time */
+    unsigned rounds;                /* migrate-test */
+    uint64_t round_ms;              /* workload time between rounds */
+    MigPhase fail_at;               /* cancel there (MIG_PHASE_NONE: no) */
+    int fail_round;                 /* round of fail_at / dst_fail (-1) */
+    bool dst_fail;                  /* destination dies after STOP_COPY */
+    bool cq_stall;                  /* queue 1 stops consuming before */
+} CliOptions;
+
+int cmd_run(const CliOptions *o);
+int cmd_migrate_test(const CliOptions *o);
+/* Prints the final report; returns the exit status (1 on any error). */
+int report_final(TestVm *vm, unsigned migrations, unsigned failures_expected,
+                 unsigned failures);
+
+#endif
