@@ -73,7 +73,7 @@ bool vms_read_u32(VMSReader *r, uint32_t *v)
 
 bool vms_read_name(VMSReader *r, char *buf)
 {
-    uint8_t len;
+    uint8_t len = 0;
     if (!vms_read_u8(r, &len) || !vms_read(r, buf, len)) {
         return false;
     }
