@@ -22,7 +22,7 @@
 enum {
     O_SOCKET = 256, O_SRC_SOCKET, O_DST_SOCKET, O_SRC_QMP, O_DST_QMP, O_MEM,
     O_QUEUES, O_QD, O_CQ, O_NS, O_SECONDS, O_ROUNDS, O_ROUND_MS, O_FAIL_AT,
-    O_FAIL_ROUND, O_DST_FAIL, O_CQ_STALL, O_BLOCKS, O_WRITE_PCT,
+    O_FAIL_ROUND, O_DST_FAIL, O_CQ_STALL, O_BLOCKS, O_WRITE_PCT, O_WRR,
 };
 
 static const struct option long_opts[] = {
@@ -45,6 +45,7 @@ static const struct option long_opts[] = {
     { "fail-round", required_argument, NULL, O_FAIL_ROUND },
     { "dst-fail", no_argument, NULL, O_DST_FAIL },
     { "cq-stall", no_argument, NULL, O_CQ_STALL },
+    { "wrr", no_argument, NULL, O_WRR },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -64,6 +65,7 @@ static void usage(void)
 "  --dst-fail [--fail-round N]: the destination daemon quits after\n"
 "      STOP_COPY\n"
 "  --cq-stall: queue 1 stops consuming completions before round 0\n"
+"  --wrr: weighted round robin arbitration (CC.AMS)\n"
 "migrate-test expects a daemon that quits (the source after a completed\n"
 "migration) to be restarted at the same paths with --incoming defer.\n");
 }
@@ -84,6 +86,7 @@ static bool set_opt(CliOptions *o, int c, const char *a)
     case O_DST_QMP: o->dst_qmp = a; return true;
     case O_DST_FAIL: o->dst_fail = true; return true;
     case O_CQ_STALL: o->cq_stall = true; return true;
+    case O_WRR: o->vm.nvme.wrr = true; return true;
     case O_FAIL_AT: return mig_phase_parse(a, &o->fail_at);
     case O_MEM: return num(a, 1 << 20, 16ull << 30, &o->vm.mem_size);
     case O_QUEUES: return num(a, 1, DRV_MAX_IO_QUEUES, &v) &&

@@ -170,7 +170,8 @@ static bool read_cap(NvmeDrv *drv, const NvmeDrvConfig *cfg, Error **errp)
 static bool enable(NvmeDrv *drv, const NvmeDrvConfig *cfg, Error **errp)
 {
     /* 3.1.5 CC: EN, CSS=NVM, MPS=4 KiB, AMS=round robin, entry sizes. */
-    uint32_t cc = 1u | (uint32_t)NVME_SQES << 16 | (uint32_t)NVME_CQES << 20;
+    uint32_t cc = 1u | (uint32_t)NVME_SQES << 16 | (uint32_t)NVME_CQES << 20 |
+                  (cfg->wrr ? (uint32_t)NVME_AMS_WRR << 11 : 0);
     return transport_w32(drv->t, NVME_REG_CC, 0, errp) &&
            wait_ready(drv, false, errp) && read_cap(drv, cfg, errp) &&
            setup_admin_queue(drv, errp) &&

@@ -77,6 +77,7 @@ typedef struct NvmeDrvConfig {
     unsigned qd;                    /* 1..DRV_MAX_QD */
     unsigned cq_entries;            /* 0: qd + 1 (no CQ-full possible) */
     unsigned namespaces;            /* 1..TVM_MAX_DISKS, must exist */
+    bool wrr;                       /* CC.AMS = weighted round robin */
 } NvmeDrvConfig;
 
 /* Brings the controller up from reset and creates the I/O queues. */

@@ -1,0 +1,123 @@
+"""stormig-testvm against real stormigd daemons: the workload over
+vfio-user, back-and-forth live migrations, a CQ-full backlog across a
+migration, the allowlist refusal, and cancel / destination failure.
+
+Two daemons A and B serve the same images (shared storage) on their own
+vfio-user and QMP sockets. A supervisor restarts a daemon that quits
+(the source after a completed migration, or a destination we made quit)
+at the same paths with --incoming defer, as migrate-test expects."""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+
+class Supervisor:
+    def __init__(self, stormigd, wd, name, extra, incoming):
+        self.stormigd, self.wd, self.name = stormigd, wd, name
+        self.extra, self.stopping = extra, False
+        self.log = open(os.path.join(wd, name + ".log"), "ab")
+        self.proc = self._start(incoming)
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def path(self, what):
+        return os.path.join(self.wd, f"{self.name}.{what}")
+
+    def _start(self, incoming):
+        args = [self.stormigd, "--name", self.name]
+        for i in range(2):
+            args += ["--blockdev", f"driver=file,node-name=d{i},"
+                     f"filename={os.path.join(self.wd, f'd{i}.img')}"]
+        args += ["--device", f"nvme,id=nvme0,socket={self.path('sock')},"
+                 f"drive=d0:d1,serial=TESTVM,num-queues=4{self.extra}",
+                 "--monitor", f"unix:{self.path('qmp')}"]
+        if incoming:
+            args += ["--incoming", "defer"]
+        return subprocess.Popen(args, stdout=self.log, stderr=self.log)
+
+    def _watch(self):
+        while not self.stopping:
+            if self.proc.poll() is not None and not self.stopping:
+                self.proc = self._start(True)
+            time.sleep(0.02)
+
+    def stop(self):
+        self.stopping = True
+        self.proc.kill()
+        self.proc.wait()
+
+
+def run_case(args, name):
+    wd = tempfile.mkdtemp(prefix="testvm-")
+    extra = ",wrr=on" if name == "allowlist" else ""
+    for i in range(2):
+        with open(os.path.join(wd, f"d{i}.img"), "wb") as f:
+            f.truncate(16 << 20)
+    a = Supervisor(args.stormigd, wd, "A", extra, False)
+    b = Supervisor(args.stormigd, wd, "B", extra, True)
+    cmd = [args.testvm, "migrate-test", "--src-socket", a.path("sock"),
+           "--dst-socket", b.path("sock"), "--src-qmp", a.path("qmp"),
+           "--dst-qmp", b.path("qmp"), "--mem", "64M", "--queues", "4",
+           "--qd", "32", "--namespaces", "2", "--round-ms", "150"]
+    cmd += CASES[name]
+    try:
+        time.sleep(0.3)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=50)
+        print(r.stdout)
+        print(r.stderr, file=sys.stderr)
+        return check(name, r)
+    finally:
+        a.stop()
+        b.stop()
+        if os.environ.get("TESTVM_KEEP"):
+            print("kept", wd)
+        else:
+            shutil.rmtree(wd, ignore_errors=True)
+
+
+def check(name, r):
+    out = r.stdout
+    if name == "allowlist":
+        ok = (r.returncode != 0 and "refused before starting" in r.stderr
+              and "weighted round robin" in r.stderr
+              and "downtime" not in out)
+        return ok
+    if r.returncode != 0 or "result: PASS" not in out:
+        return False
+    if name == "rounds":
+        rounds = [l for l in out.splitlines() if "downtime" in l]
+        return (len(rounds) == 10 and
+                all(" in flight at stop 0," not in l for l in rounds))
+    return True
+
+
+CASES = {
+    "rounds": ["--rounds", "10"],
+    "cq-full": ["--rounds", "2", "--cq-entries", "4", "--queues", "1",
+                "--cq-stall"],
+    "allowlist": ["--rounds", "1", "--wrr"],
+    "dst-fail": ["--rounds", "2", "--dst-fail", "--fail-round", "0"],
+}
+for phase in ("setup", "precopy", "stop", "stop-copy", "resume",
+              "switchover"):
+    CASES["cancel-" + phase] = ["--rounds", "2", "--fail-at", phase,
+                                "--fail-round", "0"]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--stormigd", required=True)
+    p.add_argument("--testvm", required=True)
+    p.add_argument("case", choices=sorted(CASES))
+    args = p.parse_args()
+    sys.exit(0 if run_case(args, args.case) else 1)
+
+
+if __name__ == "__main__":
+    main()
