@@ -6,9 +6,11 @@
  *
  * Everything runs on the EventLoop given at creation; the device's
  * callbacks run there too, and the device-facing functions below
- * (translation, dirty marking, interrupts) must be called on that thread,
- * except vfu_dma_mark_dirty(), which is atomic and may be called from a
- * data thread while the server's loop runs.
+ * (translation, dirty marking, interrupts) must be called on that thread.
+ * Dirty bits are set atomically, so a device with its own data thread may
+ * call vfu_dma_mark_dirty() there as long as it keeps that thread from
+ * running while DMA_MAP / DMA_UNMAP / DMA_LOGGING_START/STOP are handled
+ * (the mapping table changes then).
  *
  * Migration follows the v2 protocol: VFIO_USER_DEVICE_FEATURE with
  * MIG_DEVICE_STATE (RUNNING, STOP, STOP_COPY, RESUMING), the state streamed
