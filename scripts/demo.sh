@@ -16,8 +16,7 @@ BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 STORMIGD=$BUILD/stormigd
 QMP="python3 $ROOT/tools/stormig-qmp"
-ANALYZE=$BUILD/tools/stormig-analyze
-[ -x "$ANALYZE" ] || ANALYZE=$BUILD/stormig-analyze
+ANALYZE=$BUILD/stormig-analyze
 
 if [ ! -x "$STORMIGD" ]; then
     echo "demo: $STORMIGD not found (run 'make build' first)" >&2
