@@ -273,6 +273,32 @@ static void scenario_handoff(Hosts *h, uint8_t type)
     step_end(&s);
 }
 
+/* A registration without a reservation moves the same way: PREEMPT with
+ * a key that holds no reservation only removes registrations (SPC-4
+ * 5.13.11.4.3), whatever the TYPE field says. */
+static void scenario_handoff_registered(Hosts *h)
+{
+    Step s;
+    ScsiPrKeys k;
+    ScsiPrReservation r;
+
+    step_begin(&s, h, SCSI_PR_TYPE_NONE, "handoff-registered");
+    (void)(reset_lun(&s) &&
+           out(&s, h->a, SCSI_PROUT_REGISTER, 0, 0, KEY_A, SAM_STAT_GOOD) &&
+           out(&s, h->c, SCSI_PROUT_REGISTER_AND_IGNORE, 0, 0, KEY_A,
+               SAM_STAT_GOOD) &&
+           out(&s, h->c, SCSI_PROUT_PREEMPT, SCSI_PR_TYPE_NONE, KEY_A, KEY_A,
+               SAM_STAT_GOOD) &&
+           observe(&s, h->b, &k, &r) && keys_are(&s, &k, 1, 0) &&
+           out(&s, h->a, SCSI_PROUT_RESERVE, SCSI_PR_TYPE_WRITE_EXCLUSIVE,
+               KEY_A, 0, SAM_STAT_RESERVATION_CONFLICT) &&
+           out(&s, h->c, SCSI_PROUT_CLEAR, 0, KEY_A, 0, SAM_STAT_GOOD));
+    if (s.ok && r.held) {
+        step_fail(&s, NULL, "a reservation appeared");
+    }
+    step_end(&s);
+}
+
 static ScsiPrNexus *open_or_die(const char *url, const char *initiator)
 {
     Error *err = NULL;
@@ -296,6 +322,7 @@ static int cmd_run(const char *url, int argc, char **argv)
         scenario_basic(&h, scsi_pr_all_types[i]);
         scenario_handoff(&h, scsi_pr_all_types[i]);
     }
+    scenario_handoff_registered(&h);
     printf("%d passed, %d failed\n", h.passes, h.failures);
     scsi_pr_nexus_close(h.a);
     scsi_pr_nexus_close(h.b);
