@@ -112,13 +112,15 @@ static bool qmp_query_devices(json_object *args, json_object **ret,
 static bool qmp_migrate(json_object *args, json_object **ret, void *opaque,
                         Error **errp)
 {
-    static const char *const known[] = { "uri", "detach", NULL };
+    static const char *const known[] = { "uri", "detach", "vmm-stop", NULL };
     const char *uri;
-    bool detach;
+    bool detach = true, vmm_stop = false;
+    /* vmm-stop: wait until the VMM stopped the devices (migration.h). */
     return qmp_args_check(args, known, errp) &&
            qmp_arg_str(args, "uri", false, &uri, errp) &&
            qmp_arg_bool(args, "detach", true, &detach, errp) &&
-           migration_start_outgoing(uri, errp);
+           qmp_arg_bool(args, "vmm-stop", true, &vmm_stop, errp) &&
+           migration_start_outgoing_vmm(uri, vmm_stop, errp);
 }
 
 static bool qmp_migrate_incoming(json_object *args, json_object **ret,

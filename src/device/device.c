@@ -212,6 +212,30 @@ void device_inactivate_all(void)
     inactivate_reverse(devices);
 }
 
+bool device_vmm_stopped_all(void)
+{
+    for (Device *d = devices; d; d = d->next) {
+        if (d->cls->vmm_stopped && !d->cls->vmm_stopped(d)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void (*vmm_listener)(Device *dev);
+
+void device_set_vmm_listener(void (*fn)(Device *dev))
+{
+    vmm_listener = fn;
+}
+
+void device_vmm_state_changed(Device *dev)
+{
+    if (vmm_listener) {
+        vmm_listener(dev);
+    }
+}
+
 VMStateSection *device_vmstate_sections(size_t *n)
 {
     size_t count = 0, i = 0;

@@ -52,6 +52,13 @@ typedef struct DeviceClass {
 
     /* Adds type-specific members to a query-devices entry. */
     void (*query)(Device *dev, json_object *info);
+
+    /* VMM-coordinated migration (the VMM, e.g. QEMU over vhost-user, runs
+     * the device's rings): true once the VMM has stopped the data path
+     * itself, so the device state is final. NULL: the device has no VMM
+     * and always counts as stopped. The device calls
+     * device_vmm_state_changed() whenever the answer may have changed. */
+    bool (*vmm_stopped)(Device *dev);
 } DeviceClass;
 
 struct Device {
@@ -82,6 +89,13 @@ bool device_start_all(Error **errp);
 bool device_migration_check_all(Error **errp);
 bool device_activate_all(Error **errp);
 void device_inactivate_all(void);
+
+/* True when every device's vmm_stopped hook says so. */
+bool device_vmm_stopped_all(void);
+/* Main loop. Called by a device whose vmm_stopped answer may have changed;
+ * runs the listener set with device_set_vmm_listener (one, or NULL). */
+void device_vmm_state_changed(Device *dev);
+void device_set_vmm_listener(void (*fn)(Device *dev));
 
 /* The sections of every device that has state, for the state engine.
  * Returns a malloc'd array (count in *n). */

@@ -10,6 +10,7 @@
 #include "migration/migration.h"
 #include "migration/runstate.h"
 #include "migration/uri.h"
+#include "device/device.h"
 #include "vmstate/vmstate.h"
 
 typedef enum MigRole {
@@ -24,6 +25,7 @@ typedef enum MigStep {
     MIG_STEP_IDLE,
     MIG_STEP_CONNECTING,
     MIG_STEP_WAIT_HELLO,
+    MIG_STEP_WAIT_VMM_STOP,         /* src: the VMM has yet to stop devices */
     MIG_STEP_WAIT_STATE,            /* dst: waiting for DEVICE_STATE */
     MIG_STEP_LOADING,               /* dst: load delayed (debug) */
     MIG_STEP_WAIT_LOADED,           /* src: waiting for STATE_LOADED */
@@ -44,9 +46,11 @@ typedef struct MigState {
     int listen_fd;                  /* dst: waiting for the source */
     char *listen_unix_path;         /* removed when listening ends */
 
+    bool vmm_stop;                  /* src: the VMM stops the devices */
     bool was_running;               /* src: run state before the stop */
     bool disks_given_up;            /* src: inactivated for this run */
     uint64_t start_ns, setup_done_ns, stop_ns, end_ns;
+    uint64_t vmm_wait_ns;           /* src: HELLO done -> VMM stopped */
     bool downtime_valid;
     uint64_t device_state_size;
     uint64_t transferred;
@@ -79,7 +83,8 @@ void mig_close_channel(void);
 void mig_stop_listening(void);
 
 /* Source steps (migration-source.c). */
-bool mig_src_start_socket(const MigUri *uri, Error **errp);
+bool mig_src_start_socket(const MigUri *uri, bool vmm_stop, Error **errp);
+void mig_src_vmm_changed(Device *dev);
 bool mig_src_stop_vm(Error **errp);
 bool mig_src_save_state(uint8_t **data, size_t *len, bool with_description,
                         Error **errp);

@@ -11,6 +11,7 @@
 static void src_message(MigChannel *ch, uint16_t type, const uint8_t *payload,
                         uint32_t len, void *opaque);
 static void src_channel_failed(MigChannel *ch, Error *err, void *opaque);
+static bool src_send_state(Error **errp);
 
 static const MigChannelOps src_ops = {
     .message = src_message,
@@ -55,10 +56,11 @@ static void src_connect_ready(EventLoop *loop, int fd, int mask, void *opaque)
     }
 }
 
-bool mig_src_start_socket(const MigUri *uri, Error **errp)
+bool mig_src_start_socket(const MigUri *uri, bool vmm_stop, Error **errp)
 {
     bool in_progress;
     mig_begin(MIG_ROLE_SOURCE);
+    mig.vmm_stop = vmm_stop;
     mig.was_running = runstate_is_running();
     mig_set_status(MIGRATION_STATUS_SETUP);
     Error *err = NULL;
@@ -141,6 +143,52 @@ static bool src_send_state(Error **errp)
     free(data);
     mig.step = MIG_STEP_WAIT_LOADED;
     return ok;
+}
+
+/* Step (vmm-stop): the channel is up; the state is final only once the
+ * VMM stopped every device, which may be now (a device that was never
+ * started) or at the end of the VMM's own migration. */
+static bool src_wait_vmm(Error **errp)
+{
+    mig.step = MIG_STEP_WAIT_VMM_STOP;
+    if (!device_vmm_stopped_all()) {
+        log_info("migration: waiting for the VMM to stop the devices");
+        return true;
+    }
+    mig.vmm_wait_ns = clock_ns() - mig.setup_done_ns;
+    return src_send_state(errp);
+}
+
+/* A device's VMM started or stopped its data path. */
+void mig_src_vmm_changed(Device *dev)
+{
+    Error *err = NULL;
+    if (mig.role != MIG_ROLE_SOURCE || !mig.vmm_stop) {
+        return;
+    }
+    bool stopped = device_vmm_stopped_all();
+    if (mig.step == MIG_STEP_WAIT_VMM_STOP && stopped) {
+        log_info("migration: the VMM stopped the devices ('%s' last)",
+                 dev->id);
+        mig.vmm_wait_ns = clock_ns() - mig.setup_done_ns;
+        if (!src_send_state(&err)) {
+            mig_src_fail(err, false);
+        }
+    } else if ((mig.step == MIG_STEP_WAIT_LOADED ||
+                mig.step == MIG_STEP_WAIT_DONE) && !stopped) {
+        /* The VMM runs the VM here again: its migration failed. Ours must
+         * too, and the disks come back before a request is served (the
+         * devices resume only in mig_src_recover). */
+        error_setg(&err, "the VMM restarted device '%s' before the "
+                   "switchover completed", dev->id);
+        mig_src_fail(err, false);
+    } else if (mig.status == MIGRATION_STATUS_COMPLETED && !stopped &&
+               runstate_get() == RUN_STATE_POSTMIGRATE) {
+        log_ratelimited(LOG_WARN, "migration: the VMM restarted device '%s' "
+                        "after the disks were handed over; it stays stopped "
+                        "until 'cont' (once the destination released the "
+                        "disks)", dev->id);
+    }
 }
 
 bool mig_src_give_up_disks(Error **errp)
@@ -233,6 +281,9 @@ static bool src_handle(uint16_t type, const uint8_t *payload, uint32_t len,
         }
         mig.setup_done_ns = clock_ns();
         mig_set_status(MIGRATION_STATUS_ACTIVE);
+        if (mig.vmm_stop) {
+            return src_wait_vmm(errp);
+        }
         return src_send_state(errp);
     }
     if (type == MIG_MSG_STATE_LOADED && mig.step == MIG_STEP_WAIT_LOADED &&

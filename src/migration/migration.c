@@ -45,6 +45,7 @@ const char *migration_status_name(MigrationStatus status)
 void migration_init(EventLoop *loop)
 {
     mig.loop = loop;
+    device_set_vmm_listener(mig_src_vmm_changed);
 }
 
 MigrationStatus migration_status(void)
@@ -91,6 +92,8 @@ void mig_begin(MigRole role)
     mig.role = role;
     mig.step = MIG_STEP_IDLE;
     mig.was_running = false;
+    mig.vmm_stop = false;
+    mig.vmm_wait_ns = 0;
     mig.disks_given_up = false;
     mig.start_ns = clock_ns();
     mig.setup_done_ns = mig.stop_ns = mig.end_ns = 0;
@@ -165,6 +168,12 @@ void mig_stop_listening(void)
 
 bool migration_start_outgoing(const char *uri, Error **errp)
 {
+    return migration_start_outgoing_vmm(uri, false, errp);
+}
+
+bool migration_start_outgoing_vmm(const char *uri, bool vmm_stop,
+                                  Error **errp)
+{
     if (migration_is_active() || mig.listen_fd >= 0) {
         error_setg(errp, "a migration is already in progress");
         return false;
@@ -182,10 +191,14 @@ bool migration_start_outgoing(const char *uri, Error **errp)
         return false;
     }
     bool ok;
-    if (u.kind == MIG_URI_FILE) {
+    if (u.kind == MIG_URI_FILE && vmm_stop) {
+        error_setg(errp, "vmm-stop needs a migration to another stormigd, "
+                   "not a file");
+        ok = false;
+    } else if (u.kind == MIG_URI_FILE) {
         ok = mig_file_save(u.path, errp);
     } else {
-        ok = mig_src_start_socket(&u, errp);
+        ok = mig_src_start_socket(&u, vmm_stop, errp);
     }
     mig_uri_free(&u);
     return ok;
@@ -263,6 +276,13 @@ json_object *migration_query(void)
     if (mig.downtime_valid) {
         json_object_object_add(o, "downtime",
             json_object_new_double(ns_to_ms(mig.end_ns - mig.stop_ns)));
+    }
+    if (mig.vmm_stop) {
+        json_object_object_add(o, "vmm-stop", json_object_new_boolean(true));
+    }
+    if (mig.vmm_wait_ns) {
+        json_object_object_add(o, "vmm-wait",
+            json_object_new_double(ns_to_ms(mig.vmm_wait_ns)));
     }
     json_object_object_add(o, "device-state-size",
         json_object_new_int64((int64_t)mig.device_state_size));

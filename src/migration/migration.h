@@ -51,6 +51,21 @@ bool migration_is_active(void);
 /* QMP migrate: unix:, tcp: or file:. Returns once the migration started
  * (file: once it finished). */
 bool migration_start_outgoing(const char *uri, Error **errp);
+
+/*
+ * VMM-coordinated mode (QMP migrate "vmm-stop": true; sockets only): the
+ * VM runs in a VMM (QEMU) that migrates itself and does not carry our
+ * devices' state. After the HELLO exchange the source waits, still
+ * serving requests, until the VMM has stopped every device's data path
+ * (DeviceClass.vmm_stopped: for vhost-user, GET_VRING_BASE on every ring
+ * at the end of the VMM's migration); only then are the devices stopped,
+ * the state sent and the disks handed over, as in the normal flow. If the
+ * VMM starts a device again before the destination took over (its own
+ * migration failed), the migration fails and the source keeps its disks
+ * and resumes. migrate_cancel works at every step.
+ */
+bool migration_start_outgoing_vmm(const char *uri, bool vmm_stop,
+                                  Error **errp);
 /* --incoming / migrate-incoming: unix:, tcp: (listen) or file: (load now).
  * Only while the run state is inmigrate. */
 bool migration_start_incoming(const char *uri, Error **errp);

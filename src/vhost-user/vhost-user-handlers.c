@@ -362,6 +362,7 @@ static void vring_base_drained(VhostUserDev *dev)
     msg->payload.state.num = op.q->vq.last_avail_idx;
     msg->size = sizeof(msg->payload.state);
     vu_finish_deferred(dev, VU_REPLY);
+    vu_rings_changed(dev);
 }
 
 static VuResult h_get_vring_base(VhostUserDev *dev, VhostUserMsg *msg)
@@ -427,7 +428,13 @@ static VuResult h_set_vring_fd(VhostUserDev *dev, VhostUserMsg *msg)
         return violation(dev, "polling rings (no kick fd) unsupported");
     }
     vu_run_data(dev, ring_set_fd, &op);
-    return op.err ? violation(dev, op.err) : VU_DONE;
+    if (op.err) {
+        return violation(dev, op.err);
+    }
+    if (msg->request == VHOST_USER_SET_VRING_KICK) {
+        vu_rings_changed(dev);
+    }
+    return VU_DONE;
 }
 
 static void ring_set_enable(void *opaque)
@@ -469,6 +476,7 @@ static void reset_drained(VhostUserDev *dev)
         dev->protocol_features = proto;
     }
     vu_finish_deferred(dev, VU_DONE);
+    vu_rings_changed(dev);
 }
 
 static VuResult h_reset(VhostUserDev *dev, VhostUserMsg *msg)

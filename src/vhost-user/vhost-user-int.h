@@ -89,6 +89,7 @@ void vu_queue_teardown(VuQueue *q);
 bool vu_queue_set_kick(VuQueue *q, int fd, Error **errp);
 void vu_apply_log(void *opaque);
 void vu_unmap_all(VuMapping *maps, unsigned n);
+void vu_rings_changed(VhostUserDev *dev);
 
 /* vhost-user-handlers.c */
 VuResult vu_dispatch(VhostUserDev *dev, VhostUserMsg *msg);

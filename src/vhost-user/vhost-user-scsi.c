@@ -20,6 +20,7 @@ typedef struct VhostUserScsi {
     VhostUserDev *vu;
     ScsiBus *bus;
     bool events_dropped;        /* data loop */
+    uint32_t state_num_queues;  /* num_queues as migrated */
 } VhostUserScsi;
 
 typedef struct VusReq {
@@ -330,8 +331,17 @@ static void lun_removed(ScsiBus *bus, ScsiLun *lun, void *opaque)
 
 /* ---- device class ---- */
 
+/* Main loop: a ring started or stopped; migration may be waiting for the
+ * front end to stop them all. */
+static void rings_changed(VhostUserDev *dev, void *opaque)
+{
+    VhostUserScsi *s = opaque;
+    device_vmm_state_changed(&s->parent);
+}
+
 static const VhostUserDevOps vus_ops = {
     .queue_kick = queue_kick,
+    .rings_changed = rings_changed,
 };
 
 static bool vus_read_props(VhostUserScsi *s, KeyVal *props, Error **errp)
@@ -384,6 +394,12 @@ static bool vus_realize(Device *dev, KeyVal *props, Error **errp)
         vus_unrealize(dev);
         return false;
     }
+    /* Requests are served only while the VM runs (the start hook): a
+     * daemon waiting for an incoming migration must not touch the disks
+     * before it has the state and owns them, even if the VMM starts the
+     * rings early. Kicks that arrive meanwhile are served at start. */
+    vhost_user_dev_quiesce(s->vu);
+    s->state_num_queues = s->num_queues;
     ScsiBusListener l = {
         .lun_added = lun_added, .lun_removed = lun_removed, .opaque = s,
     };
@@ -444,7 +460,46 @@ static void vus_query(Device *dev, json_object *info)
     json_object_object_add(info, "connected",
                            json_object_new_boolean(
                                vhost_user_dev_connected(s->vu)));
+    json_object_object_add(info, "rings-started", json_object_new_int(
+                               (int)vhost_user_dev_rings_started(s->vu)));
 }
+
+/* VMM-coordinated migration: QEMU stops every ring (GET_VRING_BASE, which
+ * replies only once nothing is in flight) when it stops the VM at the end
+ * of its own migration; from then on our state is final. */
+static bool vus_vmm_stopped(Device *dev)
+{
+    return vhost_user_dev_rings_started(((VhostUserScsi *)dev)->vu) == 0;
+}
+
+static bool vus_post_load(void *opaque, int version_id, Error **errp)
+{
+    VhostUserScsi *s = opaque;
+    /* The guest negotiated its queues with the source's controller. */
+    if (s->state_num_queues != s->num_queues) {
+        error_setg(errp, "%s: state is for %u request queues, this "
+                   "controller has %u", s->parent.id, s->state_num_queues,
+                   s->num_queues);
+        return false;
+    }
+    return true;
+}
+
+static const VMStateField vus_fields[] = {
+    VMSTATE_UINT32(state_num_queues, VhostUserScsi),
+    VMSTATE_BOOL(events_dropped, VhostUserScsi),
+    VMSTATE_END_OF_LIST(),
+};
+
+/* Ring indices travel with the VMM's own migration (GET/SET_VRING_BASE);
+ * what only we know is whether the guest missed an event (5.6.6.3). */
+static const VMStateDescription vus_vmsd = {
+    .name = "vhost-user-scsi",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .post_load = vus_post_load,
+    .fields = vus_fields,
+};
 
 static const DeviceClass vhost_user_scsi_class = {
     .type = "vhost-user-scsi",
@@ -455,6 +510,8 @@ static const DeviceClass vhost_user_scsi_class = {
     .stop = vus_stop,
     .start = vus_start,
     .query = vus_query,
+    .vmsd = &vus_vmsd,
+    .vmm_stopped = vus_vmm_stopped,
 };
 
 void vhost_user_scsi_register(void)

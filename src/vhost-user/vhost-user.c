@@ -472,6 +472,7 @@ static void teardown_done(VhostUserDev *dev)
     if (dev->ops->disconnected) {
         dev->ops->disconnected(dev, dev->opaque);
     }
+    vu_rings_changed(dev);
     if (dev->listen_fd >= 0) {
         loop_set_fd_mask(dev->main_loop, dev->listen_fd, LOOP_READ, NULL);
     }
@@ -714,6 +715,23 @@ void vhost_user_dev_resume(VhostUserDev *dev)
 {
     InflightCount c = { dev, false, 0 };
     vu_run_data(dev, set_quiesced, &c);
+}
+
+unsigned vhost_user_dev_rings_started(const VhostUserDev *dev)
+{
+    unsigned n = 0;
+    /* 'started' changes only inside vu_run_data(), called from here. */
+    for (unsigned i = 0; i < dev->cfg.num_queues; i++) {
+        n += dev->queues[i].started;
+    }
+    return n;
+}
+
+void vu_rings_changed(VhostUserDev *dev)
+{
+    if (dev->ops->rings_changed) {
+        dev->ops->rings_changed(dev, dev->opaque);
+    }
 }
 
 unsigned vhost_user_dev_num_queues(const VhostUserDev *dev)

@@ -40,6 +40,10 @@ typedef struct VhostUserDevOps {
      * (after every ring drained). */
     void (*connected)(VhostUserDev *dev, void *opaque);
     void (*disconnected)(VhostUserDev *dev, void *opaque);
+    /* Main loop, optional: the front end started a ring (SET_VRING_KICK)
+     * or stopped one (after the GET_VRING_BASE reply, a reset or the end
+     * of the connection); see vhost_user_dev_rings_started(). */
+    void (*rings_changed)(VhostUserDev *dev, void *opaque);
 } VhostUserDevOps;
 
 typedef struct VhostUserDevConfig {
@@ -69,6 +73,11 @@ bool vhost_user_dev_connected(const VhostUserDev *dev);
  * loop only. */
 void vhost_user_dev_quiesce(VhostUserDev *dev);
 void vhost_user_dev_resume(VhostUserDev *dev);
+
+/* Rings the front end has started and not stopped since. Main loop. A
+ * front end stops every ring when it stops the device (vhost-user.rst
+ * "Starting and stopping rings"), e.g. QEMU at the end of its migration. */
+unsigned vhost_user_dev_rings_started(const VhostUserDev *dev);
 
 unsigned vhost_user_dev_num_queues(const VhostUserDev *dev);
 /* Negotiated virtio features (0 before SET_FEATURES). */

@@ -49,7 +49,7 @@ static void send_ok(Fixture *f, uint32_t req, const void *p, uint32_t size,
     assert_int_equal(ack, 0);
 }
 
-static int setup(void **state)
+static int setup_stopped(void **state)
 {
     Fixture *f = calloc(1, sizeof(*f));
     f->loop = loop_new(NULL);
@@ -77,6 +77,18 @@ static int setup(void **state)
     f->kickfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     f->callfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     *state = f;
+    return 0;
+}
+
+/* A controller of a running VM, as stormigd starts it. */
+static int setup(void **state)
+{
+    setup_stopped(state);
+    Fixture *f = *state;
+    Error *err = NULL;
+    if (!f->dev->cls->start(f->dev, &err)) {
+        fail_msg("%s", error_get_pretty(err));
+    }
     return 0;
 }
 
@@ -205,6 +217,73 @@ static void test_short_request_breaks_queue(void **state)
     assert_int_equal(n, 3);
 }
 
+static unsigned vmm_notifications;
+
+static void count_vmm_change(Device *dev)
+{
+    vmm_notifications++;
+}
+
+static void publish_inquiry(Fixture *f)
+{
+    uint8_t *req = drv_ptr(&f->drv, REQ_GPA);
+    memset(req, 0, 51);
+    virtio_scsi_lun_encode(req, 0, 0);
+    req[19] = 0x12;                     /* INQUIRY, allocation length 96 */
+    req[19 + 4] = 96;
+    DriverBuf b[] = {
+        { REQ_GPA, 51, false }, { RESP_GPA, 108, true },
+        { DATA_GPA, 96, true },
+    };
+    drv_publish(&f->drv, drv_add_direct(&f->drv, b, 3));
+    uint64_t one = 1;
+    assert_int_equal(write(f->kickfd, &one, 8), 8);
+}
+
+/* A daemon waiting for an incoming migration: the VMM may start the rings
+ * and the guest may kick before the state arrived; nothing is served
+ * until the device starts, and then the waiting request is. */
+static void test_requests_wait_for_start(void **state)
+{
+    Fixture *f = *state;
+    start_queue(f, VIRTIO_SCSI_VQ_REQUEST0);
+    publish_inquiry(f);
+    struct pollfd p = { .fd = f->callfd, .events = POLLIN };
+    assert_int_equal(poll(&p, 1, 300), 0);
+    uint32_t id = 0, len = 0;
+    assert_false(drv_get_used(&f->drv, &id, &len));
+
+    Error *err = NULL;
+    assert_true(f->dev->cls->start(f->dev, &err));
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    assert_true(drv_get_used(&f->drv, &id, &len));
+    assert_int_equal(drv_ptr(&f->drv, RESP_GPA)[11], VIRTIO_SCSI_S_OK);
+}
+
+/* The VMM stops the device by stopping every ring it started
+ * (GET_VRING_BASE); the migration layer hears about each change. */
+static void test_vmm_stop_is_reported(void **state)
+{
+    Fixture *f = *state;
+    device_set_vmm_listener(count_vmm_change);
+    vmm_notifications = 0;
+    assert_true(device_vmm_stopped_all());     /* no ring started yet */
+    start_queue(f, VIRTIO_SCSI_VQ_REQUEST0);
+    assert_false(device_vmm_stopped_all());
+    assert_int_equal(vmm_notifications, 1);
+
+    VhostUserVringState st = { VIRTIO_SCSI_VQ_REQUEST0, 0 };
+    uint32_t r, sz;
+    assert_true(vuc_send(f->sock, VHOST_USER_GET_VRING_BASE, 0, &st,
+                         sizeof(st), NULL, 0));
+    assert_true(vuc_recv(f->loop, f->sock, &r, &st, &sz));
+    assert_int_equal(r, VHOST_USER_GET_VRING_BASE);
+    assert_int_equal(st.num, 0);               /* nothing was consumed */
+    assert_true(device_vmm_stopped_all());
+    assert_int_equal(vmm_notifications, 2);
+    device_set_vmm_listener(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -213,6 +292,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tmf_clear_aca_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_short_request_breaks_queue,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_requests_wait_for_start,
+                                        setup_stopped, teardown),
+        cmocka_unit_test_setup_teardown(test_vmm_stop_is_reported,
                                         setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
