@@ -8,4 +8,7 @@ void scsi_register_devices(void)
 #ifdef CONFIG_LIBISCSI
     scsi_block_register();
 #endif
+#ifdef CONFIG_LIBISCSI
+    scsi_block_register();
+#endif
 }

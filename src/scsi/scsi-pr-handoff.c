@@ -1,0 +1,286 @@
+/* Taking a reservation over: on the destination after a migration, back
+ * on the source after a failed one (rollback), and at start-up from the
+ * journal (see scsi-pr-lun.h). */
+#include "scsi/scsi-pr-int.h"
+#include "block/ownership.h"
+#include "util/log.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FULL_STATUS_MAX 64
+
+static void describe_lun(const ScsiPrKeys *k, const ScsiPrReservation *r,
+                         char *buf, size_t size)
+{
+    int n = snprintf(buf, size, "registered keys:");
+    for (uint32_t i = 0; i < k->n && n >= 0 && (size_t)n < size; i++) {
+        n += snprintf(buf + n, size - (size_t)n, " 0x%" PRIx64, k->keys[i]);
+    }
+    if (n >= 0 && (size_t)n < size && !k->n) {
+        n += snprintf(buf + n, size - (size_t)n, " none");
+    }
+    if (n >= 0 && (size_t)n < size) {
+        if (r->held) {
+            snprintf(buf + n, size - (size_t)n, "; reservation %s by key 0x%"
+                     PRIx64, scsi_pr_type_name(r->type), r->key);
+        } else {
+            snprintf(buf + n, size - (size_t)n, "; no reservation");
+        }
+    }
+}
+
+/* Why the LUN contradicts st, or NULL when it agrees. Before a PREEMPT
+ * the previous holder's registration carries the key (SPC-4 5.13.7); the
+ * reservation is st's (5.13.10: ALL REGISTRANTS report key 0). */
+static const char *contradiction(const ScsiPrState *st, const ScsiPrKeys *k,
+                                 const ScsiPrReservation *r)
+{
+    if (!scsi_pr_keys_contain(k, st->key)) {
+        return "the key is no longer registered";
+    }
+    if (st->type == SCSI_PR_TYPE_NONE) {
+        if (r->held && !scsi_pr_type_all_registrants(r->type) &&
+            r->key == st->key) {
+            return "a reservation the handed-over state does not have is "
+                   "held with the key";
+        }
+        return NULL;
+    }
+    if (!r->held) {
+        return "the reservation was released";
+    }
+    if (r->type != st->type) {
+        return "the reservation has another type";
+    }
+    if (!scsi_pr_type_all_registrants(r->type) && r->key != st->key) {
+        return "the reservation is held with another key";
+    }
+    return NULL;
+}
+
+static bool verify(ScsiPr *pr, const ScsiPrState *st, Error **errp)
+{
+    ScsiPrKeys k;
+    ScsiPrReservation r;
+    char lun[512];
+    if (!scsi_pr_io_read_keys(&pr->io, &k, errp) ||
+        !scsi_pr_io_read_reservation(&pr->io, &r, errp)) {
+        return false;
+    }
+    const char *why = contradiction(st, &k, &r);
+    if (why) {
+        describe_lun(&k, &r, lun, sizeof(lun));
+        error_setg(errp, "expected key 0x%" PRIx64 " with %s, but %s (%s); "
+                   "another initiator changed the reservation, refusing "
+                   "to take it over", st->key,
+                   st->type ? scsi_pr_type_name(st->type) : "no reservation",
+                   why, lun);
+        return false;
+    }
+    return true;
+}
+
+/* After the PREEMPT only this nexus carries the key (5.13.11.4: every
+ * other registration with it was removed). */
+static bool check_outcome(ScsiPr *pr, const ScsiPrState *st, Error **errp)
+{
+    ScsiPrKeys k;
+    ScsiPrReservation r;
+    char lun[512];
+    if (!scsi_pr_io_read_keys(&pr->io, &k, errp) ||
+        !scsi_pr_io_read_reservation(&pr->io, &r, errp)) {
+        return false;
+    }
+    const char *why = contradiction(st, &k, &r);
+    unsigned n = scsi_pr_keys_count(&k, st->key);
+    if (why || n != 1) {
+        describe_lun(&k, &r, lun, sizeof(lun));
+        error_setg(errp, "after PREEMPT: %s (%s)",
+                   why ? why : "the previous holder is still registered",
+                   lun);
+        return false;
+    }
+    return true;
+}
+
+/* Seed 000: REGISTER the key on this nexus, then PREEMPT the registration
+ * that held it, with the same key and type: the reservation moves
+ * atomically, and the old nexus is unregistered. */
+static bool take_over(ScsiPr *pr, const ScsiPrState *st, const char *when,
+                      Error **errp)
+{
+    if (!verify(pr, st, errp)) {
+        error_prepend(errp, "%s: ", when);
+        return false;
+    }
+    /* REGISTER AND IGNORE EXISTING KEY: also right when this nexus is
+     * still registered (a rollback before the destination preempted). */
+    if (!scsi_pr_io_out(&pr->io, SCSI_PROUT_REGISTER_AND_IGNORE, 0, 0,
+                        st->key, NULL, errp) ||
+        !scsi_pr_io_out(&pr->io, SCSI_PROUT_PREEMPT, st->type, st->key,
+                        st->key, NULL, errp) ||
+        !check_outcome(pr, st, errp)) {
+        error_prepend(errp, "%s: ", when);
+        return false;
+    }
+    return true;
+}
+
+bool scsi_pr_activate(ScsiPr *pr, Error **errp)
+{
+    if (!scsi_pr_read_back(pr, errp)) {
+        scsi_pr_open_gate(pr, true);
+        return false;
+    }
+    ScsiPrState st = scsi_pr_state(pr);
+    if (st.key != 0 && !take_over(pr, &st, "reservation handoff", errp)) {
+        error_prepend(errp, "scsi-block %s: ", pr->dev_id);
+        log_error("%s", error_get_pretty(*errp));
+        scsi_pr_open_gate(pr, true);
+        return false;
+    }
+    if (st.key != 0) {
+        log_info("scsi-block %s: took over key 0x%" PRIx64 " with %s",
+                 pr->dev_id, st.key, st.type ? scsi_pr_type_name(st.type) :
+                 "no reservation");
+    }
+    scsi_pr_journal_update(pr, true);
+    scsi_pr_open_gate(pr, false);
+    return true;
+}
+
+void scsi_pr_inactivate(ScsiPr *pr)
+{
+    /* The destination takes it from here; our registration stays until
+     * its PREEMPT, so a rollback finds it. Guest I/O waits meanwhile. */
+    pthread_mutex_lock(&pr->lock);
+    if (pr->gate == PR_OPEN) {
+        pr->gate = PR_HOLD;
+    }
+    pthread_mutex_unlock(&pr->lock);
+    scsi_pr_journal_update(pr, false);
+}
+
+/* ---- Start-up ------------------------------------------------------------ */
+
+static void note(ScsiPr *pr, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void note(ScsiPr *pr, const char *fmt, ...)
+{
+    va_list ap;
+    pthread_mutex_lock(&pr->lock);
+    va_start(ap, fmt);
+    vsnprintf(pr->startup_note, sizeof(pr->startup_note), fmt, ap);
+    va_end(ap);
+    pthread_mutex_unlock(&pr->lock);
+    log_warn("scsi-block %s: %s", pr->dev_id, pr->startup_note);
+}
+
+/* A TransportID of this initiator: the name, alone or with ",i,0x" and
+ * an ISID (SPC-4 7.6.4.6). */
+static bool is_mine(const ScsiPr *pr, const ScsiPrFullStatus *e)
+{
+    size_t n = strlen(pr->initiator);
+    return e->protocol == 5 && strncmp(e->name, pr->initiator, n) == 0 &&
+           (e->name[n] == '\0' || e->name[n] == ',');
+}
+
+/* READ FULL STATUS names the registrant: adopt what this initiator held,
+ * if the journal agrees it was this LUN's guest. */
+static void adopt_full_status(ScsiPr *pr, const ScsiPrFullStatus *e,
+                              size_t n, const ScsiPrJournal *j, bool found)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!is_mine(pr, &e[i])) {
+            continue;
+        }
+        ScsiPrState st = { .key = e[i].key,
+                           .type = e[i].holder ? e[i].type : 0 };
+        Error *err = NULL;
+        if (!found || !j->active || j->st.key != st.key) {
+            note(pr, "the LUN shows key 0x%" PRIx64 " registered by this "
+                 "initiator, but the journal does not say this guest holds "
+                 "it: not adopted", st.key);
+            return;
+        }
+        if (!take_over(pr, &st, "adopting the reservation", &err)) {
+            note(pr, "%s", error_get_pretty(err));
+            error_free(err);
+            return;
+        }
+        pthread_mutex_lock(&pr->lock);
+        pr->st = st;
+        pthread_mutex_unlock(&pr->lock);
+        log_info("scsi-block %s: adopted key 0x%" PRIx64 " with %s",
+                 pr->dev_id, st.key, scsi_pr_type_name(st.type));
+        return;
+    }
+    if (found && j->active && j->st.key) {
+        note(pr, "the journal says the guest held key 0x%" PRIx64 " (%s); "
+             "the LUN has no registration of %s: the guest must register "
+             "and reserve again", j->st.key, scsi_pr_type_name(j->st.type),
+             pr->initiator);
+    }
+}
+
+/* Without READ FULL STATUS keys cannot be tied to initiators (seed 000):
+ * compare and say what the guest must re-acquire. */
+static void check_journal(ScsiPr *pr, const ScsiPrJournal *j)
+{
+    ScsiPrKeys k;
+    ScsiPrReservation r;
+    Error *err = NULL;
+    char lun[512];
+    if (!scsi_pr_io_read_keys(&pr->io, &k, &err) ||
+        !scsi_pr_io_read_reservation(&pr->io, &r, &err)) {
+        note(pr, "cannot check the journal: %s", error_get_pretty(err));
+        error_free(err);
+        return;
+    }
+    describe_lun(&k, &r, lun, sizeof(lun));
+    note(pr, "before the restart the guest held key 0x%" PRIx64 " (%s); "
+         "the LUN shows %s; READ FULL STATUS is not supported, so this new "
+         "I_T nexus holds nothing: the guest must register%s again", j->st.key,
+         scsi_pr_type_name(j->st.type), lun,
+         j->st.type ? " and reserve" : "");
+}
+
+void scsi_pr_startup(ScsiPr *pr)
+{
+    ScsiPrJournal j;
+    ScsiPrFullStatus *e = calloc(FULL_STATUS_MAX, sizeof(*e));
+    bool found = false, supported = false;
+    size_t n = 0;
+    Error *err = NULL;
+
+    if (!e) {
+        return;
+    }
+    if (!scsi_pr_journal_read(pr->journal_dir, pr->dev_id, &j, &found,
+                              &err)) {
+        note(pr, "%s", error_get_pretty(err));
+        error_free_or_null(&err);
+    }
+    pthread_mutex_lock(&pr->journal_lock);
+    pr->journal_exists = found;
+    pthread_mutex_unlock(&pr->journal_lock);
+    /* An incoming migration gets its state from the source. */
+    if (!blk_ownership_is_owned()) {
+        free(e);
+        return;
+    }
+    if (!scsi_pr_io_full_status(&pr->io, e, FULL_STATUS_MAX, &n, &supported,
+                                &err)) {
+        note(pr, "%s", error_get_pretty(err));
+        error_free(err);
+    } else if (supported) {
+        adopt_full_status(pr, e, n, &j, found);
+    } else if (found && j.active && j.st.key) {
+        check_journal(pr, &j);
+    }
+    free(e);
+}

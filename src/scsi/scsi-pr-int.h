@@ -1,0 +1,59 @@
+/* Shared by the files of the per-LUN reservation object (scsi-pr-lun.c,
+ * scsi-pr-handoff.c). */
+#ifndef STORMIG_SCSI_SCSI_PR_INT_H
+#define STORMIG_SCSI_SCSI_PR_INT_H
+
+#include <pthread.h>
+
+#include "scsi/scsi-pr-io.h"
+#include "scsi/scsi-pr-journal.h"
+#include "scsi/scsi-pr-lun.h"
+
+/* A guest PR command seen by the gate, waiting for its completion. */
+typedef struct PrSeen {
+    ScsiRequest *req;
+    bool is_out;                    /* PR OUT (else REPORT CAPABILITIES) */
+    ScsiPrOut out;
+    struct PrSeen *next;
+} PrSeen;
+
+typedef struct PrHeld {
+    ScsiRequest *req;
+    struct PrHeld *next;
+} PrHeld;
+
+typedef enum PrGateMode {
+    PR_OPEN,                        /* requests pass */
+    PR_HOLD,                        /* held until activation */
+    PR_BUSY,                        /* activation failed: BUSY */
+} PrGateMode;
+
+struct ScsiPr {
+    ScsiBlock *sb;
+    ScsiLun *lun;
+    ScsiPrIo io;
+    char *dev_id, *initiator, *journal_dir;
+
+    pthread_mutex_t lock;           /* everything below */
+    ScsiPrState st;
+    bool read_back_pending;         /* a PREEMPT's outcome is not read yet */
+    unsigned posts;                 /* read-backs posted to the LUN loop */
+    PrGateMode gate;
+    PrSeen *seen;
+    PrHeld *held, **held_tail;
+    bool loaded_sub;                /* post_load of the subsection ran */
+    ScsiPrWire loaded;
+    char startup_note[512];         /* what start-up could not adopt */
+
+    pthread_mutex_t journal_lock;   /* one writer at a time; and: */
+    bool journal_exists;
+};
+
+/* Writes the current state to the journal (logs, never fails). */
+void scsi_pr_journal_update(ScsiPr *pr, bool active);
+/* Reads the reservation back and applies it (after a PREEMPT). */
+bool scsi_pr_read_back(ScsiPr *pr, Error **errp);
+/* Lets held requests go (or completes them with BUSY when failed). */
+void scsi_pr_open_gate(ScsiPr *pr, bool failed);
+
+#endif

@@ -1,0 +1,466 @@
+/* Per-LUN reservation tracking: the gate in front of the LUN, the
+ * completion filter that snoops PERSISTENT RESERVE OUT and masks REPORT
+ * CAPABILITIES, and the device-state hooks (see scsi-pr-lun.h). */
+#include "scsi/scsi-pr-int.h"
+#include "device/device.h"
+#include "util/log.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SEEN 256        /* guest PR commands in flight we remember */
+
+bool scsi_pr_migrate_default(void)
+{
+    return !device_compat_before(0, 2);
+}
+
+/* scsi_block_sync_command as a ScsiPrCommandFn. */
+static bool sb_command(void *opaque, const uint8_t *cdb, size_t cdb_len,
+                       ScsiDataDir dir, void *buf, size_t len,
+                       ScsiPrResult *res, Error **errp)
+{
+    ScsiBlockResult r;
+    if (!scsi_block_sync_command(opaque, cdb, cdb_len, dir, buf, len, &r,
+                                 errp)) {
+        return false;
+    }
+    res->status = r.status;
+    res->sense_len = r.sense_len;
+    memcpy(res->sense, r.sense, r.sense_len);
+    res->transferred = r.transferred;
+    return true;
+}
+
+ScsiPr *scsi_pr_new(ScsiBlock *sb, ScsiLun *lun, const ScsiPrConfig *cfg,
+                    Error **errp)
+{
+    ScsiPr *pr = calloc(1, sizeof(*pr));
+    const char *dir = cfg->journal_dir ? cfg->journal_dir :
+                      scsi_pr_journal_default_dir();
+    if (!pr || !(pr->dev_id = strdup(cfg->dev_id)) ||
+        !(pr->initiator = strdup(cfg->initiator)) ||
+        !(pr->journal_dir = strdup(dir))) {
+        error_setg(errp, "out of memory");
+        scsi_pr_free(pr);
+        return NULL;
+    }
+    pr->sb = sb;
+    pr->lun = lun;
+    pr->io = (ScsiPrIo){ .fn = sb_command, .opaque = sb, .who = pr->initiator };
+    pthread_mutex_init(&pr->lock, NULL);
+    pthread_mutex_init(&pr->journal_lock, NULL);
+    pr->held_tail = &pr->held;
+    pr->gate = PR_OPEN;
+    return pr;
+}
+
+void scsi_pr_shutdown(ScsiPr *pr)
+{
+    scsi_pr_open_gate(pr, true);
+}
+
+void scsi_pr_free(ScsiPr *pr)
+{
+    if (!pr) {
+        return;
+    }
+    if (pr->lun && pr->lun->loop) {
+        /* A posted read-back still refers to pr. */
+        for (int i = 0; i < 100; i++) {
+            pthread_mutex_lock(&pr->lock);
+            unsigned posts = pr->posts;
+            pthread_mutex_unlock(&pr->lock);
+            if (!posts) {
+                break;
+            }
+            loop_run_once(pr->lun->loop, 10);
+        }
+    }
+    while (pr->seen) {
+        PrSeen *s = pr->seen;
+        pr->seen = s->next;
+        free(s);
+    }
+    if (pr->initiator) {
+        pthread_mutex_destroy(&pr->lock);
+        pthread_mutex_destroy(&pr->journal_lock);
+    }
+    free(pr->dev_id);
+    free(pr->initiator);
+    free(pr->journal_dir);
+    free(pr);
+}
+
+/* ---- The gate ---------------------------------------------------------- */
+
+typedef struct PrRelease {
+    ScsiPr *pr;
+    PrHeld *list;
+    bool failed;
+} PrRelease;
+
+static void release_list(ScsiPr *pr, PrHeld *list, bool failed)
+{
+    while (list) {
+        PrHeld *h = list;
+        list = h->next;
+        if (failed) {
+            h->req->status = SAM_STAT_BUSY;     /* SAM-5 5.3.1: retry */
+            scsi_req_complete(h->req);
+        } else {
+            scsi_block_resubmit(pr->sb, h->req);
+        }
+        free(h);
+    }
+}
+
+static void release_held(void *opaque)
+{
+    PrRelease *rel = opaque;
+    release_list(rel->pr, rel->list, rel->failed);
+    free(rel);
+}
+
+void scsi_pr_open_gate(ScsiPr *pr, bool failed)
+{
+    pthread_mutex_lock(&pr->lock);
+    pr->gate = failed ? PR_BUSY : PR_OPEN;
+    PrHeld *list = pr->held;
+    pr->held = NULL;
+    pr->held_tail = &pr->held;
+    pthread_mutex_unlock(&pr->lock);
+    if (!list) {
+        return;
+    }
+    PrRelease *rel = calloc(1, sizeof(*rel));
+    if (!rel) {
+        release_list(pr, list, true);   /* cannot defer: BUSY, retried */
+        return;
+    }
+    *rel = (PrRelease){ .pr = pr, .list = list, .failed = failed };
+    /* Held requests belong to the LUN's loop. */
+    if (!pr->lun->loop || !loop_post(pr->lun->loop, release_held, rel)) {
+        release_held(rel);
+    }
+}
+
+bool scsi_pr_cancel(ScsiPr *pr, ScsiRequest *req)
+{
+    PrHeld *found = NULL;
+    pthread_mutex_lock(&pr->lock);
+    for (PrHeld **p = &pr->held; *p; p = &(*p)->next) {
+        if ((*p)->req == req) {
+            found = *p;
+            *p = found->next;
+            if (!*p) {
+                pr->held_tail = p;
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&pr->lock);
+    if (found) {
+        free(found);
+        scsi_req_complete(req);     /* req->cancelled: reported aborted */
+    }
+    return found != NULL;
+}
+
+/* Remembers a guest PR command until its completion (replacing a stale
+ * entry for the same request, e.g. one whose session was lost). */
+static void remember(ScsiPr *pr, ScsiRequest *req, const ScsiPrOut *out)
+{
+    PrSeen *s = calloc(1, sizeof(*s));
+    unsigned n = 0;
+    if (!s) {
+        return;
+    }
+    s->req = req;
+    s->is_out = out != NULL;
+    if (out) {
+        s->out = *out;
+    }
+    pthread_mutex_lock(&pr->lock);
+    for (PrSeen **p = &pr->seen; *p;) {
+        if ((*p)->req == req || ++n >= MAX_SEEN) {
+            PrSeen *old = *p;
+            *p = old->next;
+            free(old);
+        } else {
+            p = &(*p)->next;
+        }
+    }
+    s->next = pr->seen;
+    pr->seen = s;
+    pthread_mutex_unlock(&pr->lock);
+}
+
+/* PR OUT is parsed here, from the data-out as the LUN will get it, so
+ * the completion snoops what the target executed. */
+static ScsiPrGate classify(ScsiPr *pr, ScsiRequest *req)
+{
+    uint8_t param[SCSI_PR_OUT_PARAM_LEN];
+    ScsiPrOut out;
+
+    if (req->cdb[0] == SCSI_OP_PERSISTENT_RESERVE_IN && req->cdb_len >= 2 &&
+        (req->cdb[1] & 0x1f) == SCSI_PRIN_REPORT_CAPABILITIES) {
+        remember(pr, req, NULL);
+        return SCSI_PR_GATE_PASS;
+    }
+    if (req->cdb[0] != SCSI_OP_PERSISTENT_RESERVE_OUT) {
+        return SCSI_PR_GATE_PASS;
+    }
+    size_t n = req->dir == SCSI_DIR_TO_DEV ?
+               scsi_req_get_data(req, param, sizeof(param)) : 0;
+    ScsiPrOutStatus st = scsi_pr_out_parse(req->cdb, req->cdb_len, param, n,
+                                           &out);
+    if (st != SCSI_PR_OUT_OK) {
+        log_ratelimited(LOG_WARN, "scsi-block %s: PERSISTENT RESERVE OUT "
+                        "refused: %s", pr->dev_id,
+                        scsi_pr_out_status_name(st));
+        scsi_req_complete_sense(req, scsi_pr_out_status_sense(st));
+        return SCSI_PR_GATE_DONE;
+    }
+    remember(pr, req, &out);
+    return SCSI_PR_GATE_PASS;
+}
+
+ScsiPrGate scsi_pr_gate(ScsiPr *pr, ScsiRequest *req)
+{
+    PrHeld *h = NULL;
+    pthread_mutex_lock(&pr->lock);
+    PrGateMode mode = pr->gate;
+    if (mode == PR_HOLD && (h = calloc(1, sizeof(*h))) != NULL) {
+        h->req = req;
+        *pr->held_tail = h;
+        pr->held_tail = &h->next;
+    }
+    pthread_mutex_unlock(&pr->lock);
+    if (mode == PR_OPEN) {
+        return classify(pr, req);
+    }
+    if (h) {
+        return SCSI_PR_GATE_HELD;
+    }
+    req->status = SAM_STAT_BUSY;
+    scsi_req_complete(req);
+    return SCSI_PR_GATE_DONE;
+}
+
+/* ---- Completion ------------------------------------------------------- */
+
+static PrSeen *take_seen(ScsiPr *pr, ScsiRequest *req)
+{
+    PrSeen *found = NULL;
+    pthread_mutex_lock(&pr->lock);
+    for (PrSeen **p = &pr->seen; *p; p = &(*p)->next) {
+        if ((*p)->req == req) {
+            found = *p;
+            *p = found->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&pr->lock);
+    return found;
+}
+
+static void mask_caps(ScsiRequest *req)
+{
+    uint8_t head[3];
+    size_t got = req->data_len - req->residual;
+    if (got < sizeof(head) ||
+        scsi_iov_to_buf(req->iov, req->iovcnt, 0, head, 3) != 3 ||
+        !scsi_pr_caps_mask(head, sizeof(head))) {
+        return;
+    }
+    scsi_iov_from_buf(req->iov, req->iovcnt, 2, &head[2], 1);
+}
+
+static void read_back_posted(void *opaque)
+{
+    ScsiPr *pr = opaque;
+    Error *err = NULL;
+    if (!scsi_pr_read_back(pr, &err)) {
+        log_ratelimited(LOG_WARN, "%s", error_get_pretty(err));
+        error_free(err);
+    }
+    pthread_mutex_lock(&pr->lock);
+    pr->posts--;
+    pthread_mutex_unlock(&pr->lock);
+}
+
+static void snoop(ScsiPr *pr, ScsiRequest *req, const ScsiPrOut *out)
+{
+    pthread_mutex_lock(&pr->lock);
+    ScsiPrSnoop r = scsi_pr_snoop(&pr->st, out);
+    ScsiPrState now = pr->st;
+    bool post = r == SCSI_PR_SNOOP_READ_BACK && req->lun->loop;
+    if (r == SCSI_PR_SNOOP_READ_BACK) {
+        pr->read_back_pending = true;
+        pr->posts += post;
+    }
+    pthread_mutex_unlock(&pr->lock);
+    log_debug("scsi-block %s: %s -> key 0x%" PRIx64 " type %s", pr->dev_id,
+              scsi_pr_out_sa_name(out->service_action), now.key,
+              scsi_pr_type_name(now.type));
+    if (r == SCSI_PR_SNOOP_CHANGED) {
+        scsi_pr_journal_update(pr, true);
+    }
+    /* Not from inside the session's callback: from the loop, next. */
+    if (post && !loop_post(req->lun->loop, read_back_posted, pr)) {
+        pthread_mutex_lock(&pr->lock);
+        pr->posts--;
+        pthread_mutex_unlock(&pr->lock);
+    }
+}
+
+void scsi_pr_filter(ScsiBlock *sb, ScsiRequest *req, void *opaque)
+{
+    ScsiPr *pr = opaque;
+    PrSeen *s = take_seen(pr, req);
+    if (!s) {
+        return;                 /* not a guest PR command we track */
+    }
+    if (req->response == SCSI_RESP_OK && req->status == SAM_STAT_GOOD) {
+        if (s->is_out) {
+            snoop(pr, req, &s->out);
+        } else {
+            mask_caps(req);
+        }
+    }
+    free(s);
+}
+
+bool scsi_pr_read_back(ScsiPr *pr, Error **errp)
+{
+    ScsiPrReservation r;
+    pthread_mutex_lock(&pr->lock);
+    bool pending = pr->read_back_pending;
+    pthread_mutex_unlock(&pr->lock);
+    if (!pending) {
+        return true;
+    }
+    if (!scsi_pr_io_read_reservation(&pr->io, &r, errp)) {
+        error_prepend(errp, "scsi-block %s: after PREEMPT: ", pr->dev_id);
+        return false;
+    }
+    pthread_mutex_lock(&pr->lock);
+    scsi_pr_apply_reservation(&pr->st, &r);
+    pr->read_back_pending = false;
+    pthread_mutex_unlock(&pr->lock);
+    scsi_pr_journal_update(pr, true);
+    return true;
+}
+
+/* ---- State, migration, journal ---------------------------------------- */
+
+ScsiPrState scsi_pr_state(ScsiPr *pr)
+{
+    pthread_mutex_lock(&pr->lock);
+    ScsiPrState st = pr->st;
+    pthread_mutex_unlock(&pr->lock);
+    return st;
+}
+
+bool scsi_pr_is_active(ScsiPr *pr)
+{
+    pthread_mutex_lock(&pr->lock);
+    bool open = pr->gate == PR_OPEN;
+    pthread_mutex_unlock(&pr->lock);
+    return open;
+}
+
+bool scsi_pr_needed(ScsiPr *pr)
+{
+    return scsi_pr_state(pr).key != 0;
+}
+
+bool scsi_pr_pre_save(ScsiPr *pr, ScsiPrWire *wire, Error **errp)
+{
+    /* A PREEMPT whose outcome was not read yet: the VM is stopped, read
+     * it now rather than hand over a guess. */
+    if (!scsi_pr_read_back(pr, errp)) {
+        return false;
+    }
+    ScsiPrState st = scsi_pr_state(pr);
+    wire->key = st.key;
+    wire->type = st.type;
+    return true;
+}
+
+bool scsi_pr_post_load_sub(ScsiPr *pr, const ScsiPrWire *wire, Error **errp)
+{
+    ScsiPrState st = { .key = wire->key, .type = wire->type };
+    /* Sent only with a key; key and type must be a state SPC-4 allows. */
+    if (st.key == 0 || !scsi_pr_state_valid(&st)) {
+        error_setg(errp, "scsi-block %s: migrated reservation state is "
+                   "impossible (key 0x%" PRIx64 ", type %u)", pr->dev_id,
+                   st.key, st.type);
+        log_ratelimited(LOG_WARN, "%s", error_get_pretty(*errp));
+        return false;
+    }
+    pthread_mutex_lock(&pr->lock);
+    pr->loaded = *wire;
+    pr->loaded_sub = true;
+    pthread_mutex_unlock(&pr->lock);
+    return true;
+}
+
+void scsi_pr_post_load(ScsiPr *pr)
+{
+    pthread_mutex_lock(&pr->lock);
+    pr->st = pr->loaded_sub ?
+             (ScsiPrState){ .key = pr->loaded.key, .type = pr->loaded.type } :
+             (ScsiPrState){ 0 };
+    pr->loaded_sub = false;
+    pr->read_back_pending = false;
+    /* The reservation is still the source's: hold guest I/O until the
+     * activation took it over. */
+    pr->gate = PR_HOLD;
+    pthread_mutex_unlock(&pr->lock);
+}
+
+void scsi_pr_journal_update(ScsiPr *pr, bool active)
+{
+    ScsiPrJournal j = { .active = active };
+    Error *err = NULL;
+    pthread_mutex_lock(&pr->journal_lock);
+    j.st = scsi_pr_state(pr);
+    snprintf(j.initiator, sizeof(j.initiator), "%s", pr->initiator);
+    /* No file for a LUN that never had a key: nothing to remember. */
+    if (j.st.key == 0 && !pr->journal_exists) {
+        pthread_mutex_unlock(&pr->journal_lock);
+        return;
+    }
+    if (scsi_pr_journal_write(pr->journal_dir, pr->dev_id, &j, &err)) {
+        pr->journal_exists = true;
+    } else {
+        log_ratelimited(LOG_WARN, "scsi-block %s: reservation journal: %s",
+                        pr->dev_id, error_get_pretty(err));
+        error_free(err);
+    }
+    pthread_mutex_unlock(&pr->journal_lock);
+}
+
+void scsi_pr_query(ScsiPr *pr, json_object *info)
+{
+    char key[24];
+    pthread_mutex_lock(&pr->lock);
+    ScsiPrState st = pr->st;
+    bool active = pr->gate == PR_OPEN;
+    json_object *note = pr->startup_note[0] ?
+                        json_object_new_string(pr->startup_note) : NULL;
+    pthread_mutex_unlock(&pr->lock);
+    snprintf(key, sizeof(key), "0x%016" PRIx64, st.key);
+    json_object_object_add(info, "migrate-pr", json_object_new_boolean(1));
+    json_object_object_add(info, "pr-key", json_object_new_string(key));
+    json_object_object_add(info, "pr-type",
+                           json_object_new_string(scsi_pr_type_short(st.type)));
+    json_object_object_add(info, "pr-active", json_object_new_boolean(active));
+    if (note) {
+        json_object_object_add(info, "pr-startup", note);
+    }
+}

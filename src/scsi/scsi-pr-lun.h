@@ -1,0 +1,99 @@
+/*
+ * Persistent reservations that move with the VM, for one scsi-block LUN
+ * (property migrate-pr; see docs/migrate-pr.md).
+ *
+ *  - Tracking: every guest PERSISTENT RESERVE OUT that completes with GOOD
+ *    updates the key and reservation type this I_T nexus holds
+ *    (scsi_pr_snoop); a PREEMPT is followed by READ RESERVATION. REGISTER
+ *    AND MOVE, SPEC_I_PT and ALL_TG_PT are refused to the guest, and
+ *    REPORT CAPABILITIES replies have SIP_C and ATC_C cleared.
+ *  - Handoff: the state travels in the scsi-block section (subsection
+ *    "scsi-block/pr", only when a key is registered). Activation on the
+ *    destination verifies the LUN against it (READ KEYS, READ
+ *    RESERVATION), registers the key on its own nexus and PREEMPTs the
+ *    source with the same key and type. The source, re-activated after a
+ *    failed migration, does the same to take it back (rollback).
+ *  - Guest requests are held from inactivation (source) or state load
+ *    (destination) until activation succeeded, so no guest I/O reaches the
+ *    LUN before the reservation is in place.
+ *  - The state is journaled (scsi-pr-journal.h) and checked at start-up.
+ *
+ * Threads: scsi_pr_gate and scsi_pr_filter run on the LUN's loop (the
+ * controller's I/O thread); everything else on the main loop. A mutex
+ * guards the state, so the two may be different threads.
+ */
+#ifndef STORMIG_SCSI_SCSI_PR_LUN_H
+#define STORMIG_SCSI_SCSI_PR_LUN_H
+
+#include <json-c/json.h>
+
+#include "scsi/scsi-block.h"
+#include "scsi/scsi-pr.h"
+
+typedef struct ScsiPr ScsiPr;
+
+typedef struct ScsiPrConfig {
+    const char *dev_id;             /* messages, journal file name */
+    const char *initiator;          /* this nexus's iSCSI initiator name */
+    const char *journal_dir;        /* NULL: the daemon-wide default */
+} ScsiPrConfig;
+
+/* The migrated state, as the subsection carries it. */
+typedef struct ScsiPrWire {
+    uint64_t key;
+    uint8_t type;
+} ScsiPrWire;
+
+/* migrate-pr's default: on, off when --compat-version is older than 0.2. */
+bool scsi_pr_migrate_default(void);
+
+ScsiPr *scsi_pr_new(ScsiBlock *sb, ScsiLun *lun, const ScsiPrConfig *cfg,
+                    Error **errp);
+/* Completes held requests with BUSY; call before the LUN is drained. */
+void scsi_pr_shutdown(ScsiPr *pr);
+void scsi_pr_free(ScsiPr *pr);
+
+/* ---- Data path (the LUN's loop) ---------------------------------------- */
+
+typedef enum ScsiPrGate {
+    SCSI_PR_GATE_PASS,              /* send it to the LUN */
+    SCSI_PR_GATE_HELD,              /* kept until activation */
+    SCSI_PR_GATE_DONE,              /* completed here (refused or BUSY) */
+} ScsiPrGate;
+
+/* Every guest request, before it goes to the LUN. */
+ScsiPrGate scsi_pr_gate(ScsiPr *pr, ScsiRequest *req);
+/* A held request being aborted: completes it; false if not held. */
+bool scsi_pr_cancel(ScsiPr *pr, ScsiRequest *req);
+/* The scsi-block completion filter (opaque: the ScsiPr). */
+void scsi_pr_filter(ScsiBlock *sb, ScsiRequest *req, void *opaque);
+
+/* ---- Main loop ---------------------------------------------------------- */
+
+ScsiPrState scsi_pr_state(ScsiPr *pr);
+/* True while guest requests are let through. */
+bool scsi_pr_is_active(ScsiPr *pr);
+
+/* Device state: whether the subsection is sent, its pre_save (settles a
+ * pending READ RESERVATION, fills wire) and the two post_load halves: the
+ * subsection's (validates wire) and the section's (present: whether the
+ * subsection came; the state becomes the loaded one and waits for
+ * activation). */
+bool scsi_pr_needed(ScsiPr *pr);
+bool scsi_pr_pre_save(ScsiPr *pr, ScsiPrWire *wire, Error **errp);
+bool scsi_pr_post_load_sub(ScsiPr *pr, const ScsiPrWire *wire,
+                           Error **errp);
+void scsi_pr_post_load(ScsiPr *pr);
+
+/* DeviceClass.activate / inactivate. */
+bool scsi_pr_activate(ScsiPr *pr, Error **errp);
+void scsi_pr_inactivate(ScsiPr *pr);
+
+/* At realize: the journal and the LUN (READ FULL STATUS when supported).
+ * Never fails the device: what cannot be adopted is logged and shown by
+ * query. */
+void scsi_pr_startup(ScsiPr *pr);
+
+void scsi_pr_query(ScsiPr *pr, json_object *info);
+
+#endif
