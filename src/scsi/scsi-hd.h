@@ -2,7 +2,7 @@
  * scsi-hd: an emulated SBC-3 disk on a BlockBackend. Internal to the SCSI
  * layer; controllers only see the ScsiLun.
  *
- * Decisions (documented in docs/scsi.md as well):
+ * Decisions:
  *  - PERSISTENT RESERVE IN/OUT, RESERVE(6)/RELEASE(6): INVALID OPCODE
  *    (reservations are a scsi-block feature);
  *  - MODE SELECT accepts a change of WCE in the caching page; every other
