@@ -9,7 +9,7 @@
 
 #include <string.h>
 
-#include "scsi/scsi-pr.h"
+#include "scsi/scsi-pr-io.h"
 
 /* A PR OUT CDB and basic list, then edited by each table row. */
 typedef struct OutCase {
@@ -351,6 +351,26 @@ static void test_state_valid_and_names(void **state)
     assert_string_equal(scsi_pr_out_sa_name(200), "?");
 }
 
+/* Errors name the status, and for CHECK CONDITION the sense key, ASC/ASCQ
+ * and the sense bytes (seed 001 v3). */
+static void test_result_describe(void **state)
+{
+    ScsiPrResult res = { .status = SAM_STAT_CHECK_CONDITION };
+    char buf[256];
+    res.sense_len = (uint32_t)scsi_sense_build_fixed(
+        res.sense, sizeof(res.sense), SENSE_INVALID_FIELD_IN_CDB);
+    scsi_pr_result_describe(&res, buf, sizeof(buf));
+    assert_string_equal(buf, "status CHECK CONDITION (02h), sense key 5h "
+                        "ASC 24h ASCQ 00h, sense bytes 70 00 05 00 00 00 00 "
+                        "0a 00 00 00 00 24 00 00 00 00 00");
+    res = (ScsiPrResult){ .status = SAM_STAT_RESERVATION_CONFLICT };
+    scsi_pr_result_describe(&res, buf, sizeof(buf));
+    assert_string_equal(buf, "status RESERVATION CONFLICT (18h)");
+    /* A small buffer is cut, never overrun. */
+    scsi_pr_result_describe(&res, buf, 8);
+    assert_string_equal(buf, "status ");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -364,6 +384,7 @@ int main(void)
         cmocka_unit_test(test_snoop_sequence),
         cmocka_unit_test(test_snoop_preempt_read_back),
         cmocka_unit_test(test_state_valid_and_names),
+        cmocka_unit_test(test_result_describe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
