@@ -438,7 +438,9 @@ int blk_preadv(BlockBackend *blk, uint64_t offset, const struct iovec *iov,
     if (!req) {
         return -ENOMEM;
     }
-    memcpy(req->iov_copy, iov, (size_t)iovcnt * sizeof(*iov));
+    if (iovcnt) {   /* a zero-length request may carry no iovec at all */
+        memcpy(req->iov_copy, iov, (size_t)iovcnt * sizeof(*iov));
+    }
     return start_request(req);
 }
 
@@ -461,7 +463,9 @@ int blk_pwritev(BlockBackend *blk, uint64_t offset, const struct iovec *iov,
     if (!req) {
         return -ENOMEM;
     }
-    memcpy(req->iov_copy, iov, (size_t)iovcnt * sizeof(*iov));
+    if (iovcnt) {   /* a zero-length request may carry no iovec at all */
+        memcpy(req->iov_copy, iov, (size_t)iovcnt * sizeof(*iov));
+    }
     req->fua = fua;
     return start_request(req);
 }

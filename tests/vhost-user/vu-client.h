@@ -18,7 +18,9 @@ static inline bool vuc_send(int sock, uint32_t request, uint32_t flags,
     uint8_t buf[VHOST_USER_HDR_SIZE + 4096];
     uint32_t hdr[3] = { request, VHOST_USER_VERSION | flags, size };
     memcpy(buf, hdr, sizeof(hdr));
-    memcpy(buf + VHOST_USER_HDR_SIZE, payload, size);
+    if (size) {
+        memcpy(buf + VHOST_USER_HDR_SIZE, payload, size);
+    }
     struct iovec iov = { buf, VHOST_USER_HDR_SIZE + size };
     char cbuf[CMSG_SPACE(sizeof(int) * 8)];
     struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
