@@ -1,6 +1,7 @@
 #!/bin/sh
-# make check: build, run every test, then the unit tests again under
-# AddressSanitizer + UBSan, then each fuzz target for a bounded time.
+# make check: build, run every test, then the unit, corpus-replay and
+# integration tests again under AddressSanitizer + UBSan, then each fuzz
+# target for a bounded time.
 # Prints one closing line "check: N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
@@ -58,13 +59,13 @@ else
     step_failed build
 fi
 
-echo "== unit tests under AddressSanitizer + UBSan"
+echo "== unit, fuzz-corpus and integration tests under AddressSanitizer + UBSan"
 if setup "$ASAN_BUILD" -Db_sanitize=address,undefined -Db_lundef=false \
         -Dbuildtype=debug && ninja -C "$ASAN_BUILD" -j "$JOBS"; then
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ASAN_OPTIONS=detect_leaks=1 \
         meson test -C "$ASAN_BUILD" --num-processes "$JOBS" \
-        --print-errorlogs --suite unit --suite fuzz
+        --print-errorlogs --suite unit --suite fuzz --suite integration
     count_results "$ASAN_BUILD"
 else
     step_failed asan-build
