@@ -5,7 +5,9 @@
 #include "migrate.h"
 
 typedef struct CliOptions {
-    const char *socket;             /* run */
+    const char *socket;             /* run, bench */
+    const char *transport;          /* vfio-user (NULL) or vhost-user */
+    uint64_t runtime_ms, ramp_ms;   /* bench: measured window, ramp-up */
     const char *src_socket, *dst_socket, *src_qmp, *dst_qmp;
     TestVmConfig vm;
     uint64_t seconds;               /* run: workload time */
@@ -19,6 +21,8 @@ typedef struct CliOptions {
 
 int cmd_run(const CliOptions *o);
 int cmd_migrate_test(const CliOptions *o);
+int cmd_bench(const CliOptions *o);
+int cmd_run_vhost(const CliOptions *o);
 /* Prints the final report; returns the exit status (1 on any error). */
 int report_final(TestVm *vm, unsigned migrations, unsigned failures_expected,
                  unsigned failures);

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <stdio.h>
+#include <string.h>
 
 int report_final(TestVm *vm, unsigned migrations, unsigned failures_expected,
                  unsigned failures)
@@ -31,6 +32,9 @@ int cmd_run(const CliOptions *o)
     if (!o->socket) {
         fprintf(stderr, "stormig-testvm run: --socket PATH is required\n");
         return 2;
+    }
+    if (o->transport && strcmp(o->transport, "vhost-user") == 0) {
+        return cmd_run_vhost(o);
     }
     Transport *t = transport_vfu_connect(o->socket, &err);
     TestVm *vm = t ? testvm_boot(t, &o->vm, &err) : NULL;

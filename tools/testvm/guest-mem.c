@@ -2,6 +2,7 @@
 #include "guest-mem.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -22,8 +23,12 @@ GuestMem *gm_new(uint64_t size, Error **errp)
     gm->size = size;
     gm->nr_pages = size / GM_PAGE;
     gm->dirty = calloc(gm_bitmap_words(gm), sizeof(uint64_t));
-    gm->fd = memfd_create("stormig-testvm-ram", MFD_CLOEXEC);
-    if (!gm->dirty || gm->fd < 0 || ftruncate(gm->fd, (off_t)size) < 0) {
+    gm->fd = memfd_create("stormig-testvm-ram",
+                          MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    /* Sealed like QEMU's memory-backend-memfd: a device server maps it
+     * only when it cannot shrink under its mapping (SIGBUS). */
+    if (!gm->dirty || gm->fd < 0 || ftruncate(gm->fd, (off_t)size) < 0 ||
+        fcntl(gm->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0) {
         error_setg_errno(errp, errno ? errno : ENOMEM,
                          "cannot create guest memory");
         gm_free(gm);

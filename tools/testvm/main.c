@@ -7,6 +7,8 @@
  *                  [--namespaces 2] [--seconds N]
  *   stormig-testvm migrate-test --src-socket A --dst-socket B
  *                  --src-qmp QA --dst-qmp QB [--rounds 10] [...]
+ *   stormig-testvm bench --socket PATH [--transport vhost-user]
+ *                  [--queues 1] [--qd 32] [--write-pct 0] [--runtime-ms N]
  */
 #include "cli.h"
 
@@ -23,6 +25,7 @@ enum {
     O_SOCKET = 256, O_SRC_SOCKET, O_DST_SOCKET, O_SRC_QMP, O_DST_QMP, O_MEM,
     O_QUEUES, O_QD, O_CQ, O_NS, O_SECONDS, O_ROUNDS, O_ROUND_MS, O_FAIL_AT,
     O_FAIL_ROUND, O_DST_FAIL, O_CQ_STALL, O_BLOCKS, O_WRITE_PCT, O_WRR,
+    O_TRANSPORT, O_RUNTIME_MS, O_RAMP_MS, O_SQ,
 };
 
 static const struct option long_opts[] = {
@@ -46,6 +49,10 @@ static const struct option long_opts[] = {
     { "dst-fail", no_argument, NULL, O_DST_FAIL },
     { "cq-stall", no_argument, NULL, O_CQ_STALL },
     { "wrr", no_argument, NULL, O_WRR },
+    { "transport", required_argument, NULL, O_TRANSPORT },
+    { "runtime-ms", required_argument, NULL, O_RUNTIME_MS },
+    { "ramp-ms", required_argument, NULL, O_RAMP_MS },
+    { "sq-entries", required_argument, NULL, O_SQ },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -56,6 +63,7 @@ static void usage(void)
 "Usage: stormig-testvm run --socket PATH [options]\n"
 "       stormig-testvm migrate-test --src-socket A --dst-socket B\n"
 "                      --src-qmp QA --dst-qmp QB [options]\n"
+"       stormig-testvm bench --socket PATH [options]\n"
 "  --mem SIZE (64M) --queues N (4) --qd N (32) --namespaces N (2)\n"
 "  --cq-entries N (qd+1) --blocks N (working set per disk, 1024)\n"
 "  --write-pct N (50) --seconds N (run: 5)\n"
@@ -66,6 +74,11 @@ static void usage(void)
 "      STOP_COPY\n"
 "  --cq-stall: queue 1 stops consuming completions before round 0\n"
 "  --wrr: weighted round robin arbitration (CC.AMS)\n"
+"  --sq-entries N (qd+1): NVMe I/O queue size\n"
+"  --transport vfio-user|vhost-user (run, bench): NVMe over vfio-user or\n"
+"      virtio-scsi over vhost-user (--namespaces: LUNs 0..N-1)\n"
+"  --runtime-ms N (3000) --ramp-ms N (500): bench's measured window\n"
+"      (--blocks 0: whole disks; the data is not verified)\n"
 "migrate-test expects a daemon that quits (the source after a completed\n"
 "migration) to be restarted at the same paths with --incoming defer.\n");
 }
@@ -87,17 +100,24 @@ static bool set_opt(CliOptions *o, int c, const char *a)
     case O_DST_FAIL: o->dst_fail = true; return true;
     case O_CQ_STALL: o->cq_stall = true; return true;
     case O_WRR: o->vm.nvme.wrr = true; return true;
+    case O_TRANSPORT:
+        o->transport = a;
+        return strcmp(a, "vfio-user") == 0 || strcmp(a, "vhost-user") == 0;
+    case O_RUNTIME_MS: return num(a, 1, 3600000, &o->runtime_ms);
+    case O_RAMP_MS: return num(a, 0, 600000, &o->ramp_ms);
+    case O_SQ: return num(a, 2, DRV_MAX_SQ_ENTRIES, &v) &&
+                      (o->vm.nvme.sq_entries = (unsigned)v);
     case O_FAIL_AT: return mig_phase_parse(a, &o->fail_at);
     case O_MEM: return num(a, 1 << 20, 16ull << 30, &o->vm.mem_size);
     case O_QUEUES: return num(a, 1, DRV_MAX_IO_QUEUES, &v) &&
                           (o->vm.nvme.io_queues = (unsigned)v);
     case O_QD: return num(a, 1, DRV_MAX_QD, &v) &&
                       (o->vm.nvme.qd = (unsigned)v);
-    case O_CQ: return num(a, 2, DRV_MAX_QD + 1, &v) &&
+    case O_CQ: return num(a, 2, DRV_MAX_SQ_ENTRIES, &v) &&
                       (o->vm.nvme.cq_entries = (unsigned)v);
     case O_NS: return num(a, 1, TVM_MAX_DISKS, &v) &&
                       (o->vm.nvme.namespaces = (unsigned)v);
-    case O_BLOCKS: return num(a, 1, 1ull << 24, &o->vm.workload.max_blocks);
+    case O_BLOCKS: return num(a, 0, 1ull << 24, &o->vm.workload.max_blocks);
     case O_WRITE_PCT: return num(a, 0, 100, &v) &&
                              ((o->vm.workload.write_pct = (unsigned)v), 1);
     case O_SECONDS: return num(a, 0, 86400, &o->seconds);
@@ -117,6 +137,7 @@ static void defaults(CliOptions *o)
                 .nvme = { .io_queues = 4, .qd = 32, .namespaces = 2 },
                 .workload = { .max_blocks = 1024, .write_pct = 50 } },
         .seconds = 5, .rounds = 10, .round_ms = 200, .fail_round = -1,
+        .runtime_ms = 3000, .ramp_ms = 500,
     };
     o->vm.workload.seed = clock_ns();
 }
@@ -148,6 +169,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "migrate-test") == 0) {
         return cmd_migrate_test(&o);
+    }
+    if (strcmp(argv[1], "bench") == 0) {
+        return cmd_bench(&o);
     }
     fprintf(stderr, "stormig-testvm: unknown command '%s'\n", argv[1]);
     return 2;

@@ -159,9 +159,10 @@ static bool read_cap(NvmeDrv *drv, const NvmeDrvConfig *cfg, Error **errp)
                    "pages (CAP 0x%llx)", (unsigned long long)cap);
         return false;
     }
-    if (cfg->qd + 1 > mqes || DRV_ADMIN_ENTRIES > mqes) {
+    unsigned sq = cfg->sq_entries ? cfg->sq_entries : cfg->qd + 1;
+    if (sq > mqes || DRV_ADMIN_ENTRIES > mqes) {
         error_setg(errp, "queue depth %u needs %u entries, the controller "
-                   "allows %u (CAP.MQES)", cfg->qd, cfg->qd + 1, mqes);
+                   "allows %u (CAP.MQES)", cfg->qd, sq, mqes);
         return false;
     }
     return true;
@@ -241,7 +242,8 @@ static bool create_io_queues(NvmeDrv *drv, const NvmeDrvConfig *cfg,
                    cfg->io_queues, (dw0 & 0xffff) + 1);
         return false;
     }
-    uint16_t sq_entries = (uint16_t)(cfg->qd + 1);
+    uint16_t sq_entries = (uint16_t)(cfg->sq_entries ? cfg->sq_entries
+                                                     : cfg->qd + 1);
     uint16_t cq_entries = (uint16_t)(cfg->cq_entries ? cfg->cq_entries
                                                      : sq_entries);
     for (uint32_t qid = 1; qid <= cfg->io_queues; qid++) {
@@ -272,11 +274,16 @@ static bool config_ok(const NvmeDrvConfig *cfg, Error **errp)
     if (cfg->io_queues < 1 || cfg->io_queues > DRV_MAX_IO_QUEUES ||
         cfg->qd < 1 || cfg->qd > DRV_MAX_QD ||
         cfg->namespaces < 1 || cfg->namespaces > TVM_MAX_DISKS ||
+        (cfg->sq_entries && (cfg->sq_entries < cfg->qd + 1 ||
+                             cfg->sq_entries > DRV_MAX_SQ_ENTRIES)) ||
         (cfg->cq_entries && (cfg->cq_entries < 2 ||
-                             cfg->cq_entries > cfg->qd + 1))) {
+                             cfg->cq_entries > (cfg->sq_entries ?
+                                                cfg->sq_entries :
+                                                cfg->qd + 1)))) {
         error_setg(errp, "queues 1..%u, queue depth 1..%u, namespaces "
-                   "1..%u, CQ entries 2..qd+1", DRV_MAX_IO_QUEUES,
-                   DRV_MAX_QD, TVM_MAX_DISKS);
+                   "1..%u, SQ entries qd+1..%u, CQ entries 2..SQ entries",
+                   DRV_MAX_IO_QUEUES, DRV_MAX_QD, TVM_MAX_DISKS,
+                   DRV_MAX_SQ_ENTRIES);
         return false;
     }
     return true;

@@ -26,6 +26,7 @@
 #define DRV_SLOTS         256       /* cids per queue */
 #define DRV_ADMIN_ENTRIES 32
 #define DRV_MAX_AEN       16
+#define DRV_MAX_SQ_ENTRIES 4096u
 
 typedef struct DrvSlot {
     uint8_t busy;
@@ -75,7 +76,8 @@ typedef struct NvmeDrv {
 typedef struct NvmeDrvConfig {
     unsigned io_queues;             /* 1..DRV_MAX_IO_QUEUES */
     unsigned qd;                    /* 1..DRV_MAX_QD */
-    unsigned cq_entries;            /* 0: qd + 1 (no CQ-full possible) */
+    unsigned sq_entries;            /* 0: qd + 1; more: a bigger ring */
+    unsigned cq_entries;            /* 0: as the SQ (no CQ-full possible) */
     unsigned namespaces;            /* 1..TVM_MAX_DISKS, must exist */
     bool wrr;                       /* CC.AMS = weighted round robin */
 } NvmeDrvConfig;

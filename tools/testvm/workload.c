@@ -67,7 +67,7 @@ static void dirty_state(Workload *wl)
 static void read_done(Workload *wl, WlSlot *s, uint32_t tag, bool ok)
 {
     WorkloadStats *st = &wl->st->stats;
-    if (!ok || s->gen == WL_UNKNOWN) {
+    if (!ok || s->gen == WL_UNKNOWN || wl->st->no_verify) {
         return;
     }
     st->verified++;
@@ -89,6 +89,9 @@ static void io_done(void *opaque, uint32_t tag, bool ok, uint16_t status)
                         "%u that is not in flight", tag);
         dirty_state(wl);
         return;
+    }
+    if (wl->lat && wl->submit_ns[tag]) {
+        lat_record(wl->lat, clock_ns() - wl->submit_ns[tag]);
     }
     WlSlot *s = &wl->slots[tag];
     uint32_t *g = &gens(wl, s->disk)[s->block];
@@ -142,11 +145,18 @@ static bool submit_one(Workload *wl, unsigned q, uint32_t tag)
     if (write) {
         ws->next_gen = ws->next_gen + 1 >= WL_UNKNOWN ? 1 : ws->next_gen + 1;
         s->gen = ws->next_gen;
+    }
+    if (ws->no_verify) {
+        /* Like fio: the buffers go out as they are, reads are not checked. */
+    } else if (write) {
         workload_fill(slot_buf(wl, tag), disk, block, s->gen);
     } else {
         memset(slot_buf(wl, tag), 0xa5, TVM_BLOCK);
     }
     gm_dirty(wl->gm, slot_buf(wl, tag), TVM_BLOCK);
+    if (wl->lat) {
+        wl->submit_ns[tag] = clock_ns();
+    }
     if (!wl->ops->submit(wl->drv, q, write, disk, block,
                          ws->bufs_gpa + (uint64_t)tag * TVM_BLOCK, tag)) {
         s->busy = 0;
@@ -226,6 +236,24 @@ const WorkloadStats *workload_stats(const Workload *wl)
     return &wl->st->stats;
 }
 
+bool workload_track_latency(Workload *wl, LatHist *h, Error **errp)
+{
+    size_t n = (size_t)wl->st->nr_queues * wl->st->qd;
+    if (h && !wl->submit_ns) {
+        wl->submit_ns = calloc(n, sizeof(uint64_t));
+        if (!wl->submit_ns) {
+            error_setg(errp, "out of memory");
+            return false;
+        }
+    }
+    if (wl->submit_ns) {
+        /* I/O submitted before now has no start time: not recorded. */
+        memset(wl->submit_ns, 0, n * sizeof(uint64_t));
+    }
+    wl->lat = h;
+    return true;
+}
+
 static bool alloc_tables(Workload *wl, Error **errp)
 {
     WorkloadState *ws = wl->st;
@@ -271,7 +299,8 @@ Workload *workload_new(GuestMem *gm, const BlockDrvOps *ops, void *drv,
     WorkloadState *ws = wl->st;
     *ws = (WorkloadState){ .magic = WL_MAGIC, .nr_queues = info.nr_queues,
                            .qd = info.qd, .nr_disks = info.nr_disks,
-                           .write_pct = cfg->write_pct, .rng = cfg->seed };
+                           .write_pct = cfg->write_pct, .rng = cfg->seed,
+                           .no_verify = cfg->no_verify };
     for (unsigned d = 0; d < info.nr_disks; d++) {
         uint64_t b = info.disk_blocks[d];
         ws->disk_blocks[d] = cfg->max_blocks && cfg->max_blocks < b
@@ -311,5 +340,8 @@ Workload *workload_attach(GuestMem *gm, const BlockDrvOps *ops, void *drv,
 
 void workload_free(Workload *wl)
 {
+    if (wl) {
+        free(wl->submit_ns);
+    }
     free(wl);
 }

@@ -14,6 +14,7 @@
 
 #include "blockdrv.h"
 #include "guest-mem.h"
+#include "latency.h"
 
 #define WL_BUSY 0x80000000u         /* in a gens entry: I/O in flight */
 #define WL_UNKNOWN 0x7fffffffu      /* a failed write: contents unknown */
@@ -45,6 +46,8 @@ typedef struct WorkloadState {
     uint64_t bufs_gpa;
     uint64_t slots_gpa;
     WorkloadStats stats;
+    uint32_t no_verify;             /* benchmark: no patterns, no checks */
+    uint32_t rsvd;
 } WorkloadState;
 
 typedef struct Workload {
@@ -54,12 +57,15 @@ typedef struct Workload {
     WorkloadState *st;
     WlSlot *slots;
     bool paused;                    /* no new submissions */
+    LatHist *lat;                   /* benchmark: latency of every I/O */
+    uint64_t *submit_ns;            /* per tag, while lat is set */
 } Workload;
 
 typedef struct WorkloadConfig {
     uint64_t max_blocks;            /* per disk working set (0: whole) */
     unsigned write_pct;             /* 0..100 */
     uint64_t seed;
+    bool no_verify;                 /* benchmark: data is not checked */
 } WorkloadConfig;
 
 Workload *workload_new(GuestMem *gm, const BlockDrvOps *ops, void *drv,
@@ -78,6 +84,9 @@ void workload_run(Workload *wl, uint64_t ms);
 bool workload_drain(Workload *wl, int timeout_ms);
 unsigned workload_in_flight(const Workload *wl);
 const WorkloadStats *workload_stats(const Workload *wl);
+/* Records submit-to-completion latency of every I/O into h (host memory,
+ * not migrated); NULL stops it. */
+bool workload_track_latency(Workload *wl, LatHist *h, Error **errp);
 
 /* The pattern of (disk, block, gen) (exposed for tests). */
 void workload_fill(uint8_t *buf, unsigned disk, uint64_t block, uint32_t gen);
