@@ -26,14 +26,24 @@ bool nvme_range_ok(NvmeCtrl *ctrl, uint64_t gpa, uint64_t len)
     }
     while (len) {
         uint64_t contig = 0;
-        if (!ctrl->ops->translate(ctrl->opaque, gpa, len, false, &contig) ||
-            contig == 0 || contig > len) {
+        if (!ctrl->ops->translate(ctrl->opaque, gpa, len, false, &contig)) {
+            /* Memory reached only by copying (e.g. vfio-user memory
+             * mapped without an fd). */
+            return ctrl->ops->range_ok &&
+                   ctrl->ops->range_ok(ctrl->opaque, gpa, len);
+        }
+        if (contig == 0 || contig > len) {
             return false;
         }
         gpa += contig;
         len -= contig;
     }
     return true;
+}
+
+static bool has_copy_ops(const NvmeCtrl *ctrl)
+{
+    return ctrl->ops->dma_read && ctrl->ops->dma_write;
 }
 
 static bool dma_copy(NvmeCtrl *ctrl, uint64_t gpa, void *buf, size_t len,
@@ -54,6 +64,10 @@ static bool dma_copy(NvmeCtrl *ctrl, uint64_t gpa, void *buf, size_t len,
         uint64_t contig = 0;
         uint8_t *host = ctrl->ops->translate(ctrl->opaque, gpa, len,
                                              to_guest, &contig);
+        if (!host && has_copy_ops(ctrl)) {
+            return to_guest ? ctrl->ops->dma_write(ctrl->opaque, gpa, p, len)
+                            : ctrl->ops->dma_read(ctrl->opaque, gpa, p, len);
+        }
         if (!host || contig == 0 || contig > len) {
             return false;
         }
@@ -328,7 +342,7 @@ static bool iov_aligned(const NvmeRequest *req, size_t align)
     return true;
 }
 
-/* Maps the extents zero-copy when the transport translates guest memory
+/* Maps the extents zero-copy when the transport translates all of them
  * and the backend accepts the alignment; otherwise through a bounce
  * buffer. */
 uint16_t nvme_map_iov(NvmeRequest *req)
@@ -347,6 +361,9 @@ uint16_t nvme_map_iov(NvmeRequest *req)
             uint64_t contig = 0;
             void *host = ctrl->ops->translate(ctrl->opaque, gpa, len,
                                               req->dev_writes_guest, &contig);
+            if (!host && has_copy_ops(ctrl)) {
+                return map_bounce(req, align);  /* copied, not mapped */
+            }
             if (!host || contig == 0 || contig > len) {
                 return NVME_DATA_TRANSFER_ERROR;
             }

@@ -52,6 +52,36 @@ static void *t_translate(void *opaque, uint64_t gpa, uint64_t len,
     return vfu_dma_translate(nd(opaque)->server, gpa, len, is_write, contig);
 }
 
+/* Guest memory the VMM mapped without an fd: copied through the client
+ * (vfio-user DMA_READ / DMA_WRITE, a synchronous round trip). */
+static bool t_dma_read(void *opaque, uint64_t gpa, void *buf, size_t len)
+{
+    Error *err = NULL;
+    if (!vfu_dma_read(nd(opaque)->server, gpa, buf, len, &err)) {
+        log_ratelimited(LOG_WARN, "nvme: %s", error_get_pretty(err));
+        error_free(err);
+        return false;
+    }
+    return true;
+}
+
+static bool t_dma_write(void *opaque, uint64_t gpa, const void *buf,
+                        size_t len)
+{
+    Error *err = NULL;
+    if (!vfu_dma_write(nd(opaque)->server, gpa, buf, len, &err)) {
+        log_ratelimited(LOG_WARN, "nvme: %s", error_get_pretty(err));
+        error_free(err);
+        return false;
+    }
+    return true;
+}
+
+static bool t_range_ok(void *opaque, uint64_t gpa, uint64_t len)
+{
+    return vfu_dma_mapped(nd(opaque)->server, gpa, len, false);
+}
+
 static void t_mark_dirty(void *opaque, uint64_t gpa, uint64_t len)
 {
     vfu_dma_mark_dirty(nd(opaque)->server, gpa, len);
@@ -65,6 +95,9 @@ static void t_raise(void *opaque, uint16_t vector, uint64_t addr,
 
 static const NvmeTransportOps nvme_dev_transport = {
     .translate = t_translate,
+    .dma_read = t_dma_read,
+    .dma_write = t_dma_write,
+    .range_ok = t_range_ok,
     .mark_dirty = t_mark_dirty,
     .raise_msix = t_raise,
 };

@@ -38,10 +38,15 @@ typedef struct NvmeTransportOps {
      */
     void *(*translate)(void *opaque, uint64_t gpa, uint64_t len,
                        bool is_write, uint64_t *contig);
-    /* Fallback copies (used only when translate is NULL). */
+    /* Copies, for guest memory the transport reaches without a host
+     * pointer: used for every access when translate is NULL, and for a
+     * range translate does not map (when both are set). */
     bool (*dma_read)(void *opaque, uint64_t gpa, void *buf, size_t len);
     bool (*dma_write)(void *opaque, uint64_t gpa, const void *buf,
                       size_t len);
+    /* Whether [gpa, gpa+len) is guest memory, asked for a range translate
+     * does not map (optional: without it such a range is refused). */
+    bool (*range_ok)(void *opaque, uint64_t gpa, uint64_t len);
     /* Guest memory the controller wrote (dirty logging; may be NULL). */
     void (*mark_dirty)(void *opaque, uint64_t gpa, uint64_t len);
     /* Delivers MSI-X vector (table entry already checked unmasked). */

@@ -11,12 +11,24 @@
 
 #include <json-c/json.h>
 
+/* Memory mapped without an fd: the client answers the server's DMA_READ
+ * and DMA_WRITE from it. */
+typedef struct VfuClientMem {
+    uint64_t iova;
+    uint64_t size;
+    uint8_t *host;
+    uint32_t prot;
+} VfuClientMem;
+
 struct VfuClient {
     int fd;
     uint16_t next_id;
     int last_errno;
     int timeout_ms;
     VfuClientCaps caps;
+    VfuClientMem *mem;
+    size_t n_mem;
+    uint64_t dma_served;
 };
 
 VfuClient *vfu_client_new_fd(int fd, Error **errp)
@@ -57,6 +69,7 @@ void vfu_client_free(VfuClient *c)
 {
     if (c) {
         close(c->fd);
+        free(c->mem);
         free(c);
     }
 }
@@ -213,6 +226,165 @@ static bool send_command(VfuClient *c, uint16_t cmd, const void *payload,
     return ok;
 }
 
+/* --- requests from the server (DMA_READ / DMA_WRITE) ------------------ */
+
+/* The memory behind [iova, iova + len) with permission prot, or NULL. */
+static uint8_t *client_mem(VfuClient *c, uint64_t iova, uint64_t len,
+                           uint32_t prot)
+{
+    for (size_t i = 0; i < c->n_mem; i++) {
+        const VfuClientMem *m = &c->mem[i];
+        if (iova >= m->iova && iova - m->iova < m->size &&
+            len <= m->size - (iova - m->iova) && (m->prot & prot) == prot) {
+            return m->host + (iova - m->iova);
+        }
+    }
+    return NULL;
+}
+
+/* Spec "VFIO_USER_DMA_READ" / "VFIO_USER_DMA_WRITE": the reply echoes
+ * address and count (a read's data follows). Returns an errno or 0. */
+static int dma_answer(VfuClient *c, const VfuHeader *h, const uint8_t *p,
+                      size_t len, ByteBuf *out)
+{
+    VfuDmaAccess a;
+    bool write = h->cmd == VFU_CMD_DMA_WRITE;
+    if (h->cmd != VFU_CMD_DMA_READ && !write) {
+        return ENOTSUP;
+    }
+    if (len < sizeof(a)) {
+        return EINVAL;
+    }
+    memcpy(&a, p, sizeof(a));
+    if (!a.count || a.count > VFU_MAX_DATA_XFER ||
+        len != sizeof(a) + (write ? a.count : 0)) {
+        return EINVAL;
+    }
+    uint8_t *host = client_mem(c, a.addr, a.count,
+                               write ? VFU_DMA_FLAG_WRITE : VFU_DMA_FLAG_READ);
+    if (!host) {
+        return EFAULT;
+    }
+    bytebuf_append(out, &a, sizeof(a));
+    if (write) {
+        memcpy(host, p + sizeof(a), a.count);
+    } else {
+        bytebuf_append(out, host, a.count);
+    }
+    c->dma_served++;
+    return out->failed ? ENOMEM : 0;
+}
+
+/* Answers one command the server sent. */
+static bool serve_one(VfuClient *c, const VfuHeader *h, const uint8_t *p,
+                      Error **errp)
+{
+    ByteBuf out;
+    bytebuf_init(&out);
+    int err = dma_answer(c, h, p, h->size - sizeof(*h), &out);
+    VfuHeader r = { .msg_id = h->msg_id, .cmd = h->cmd,
+                    .flags = VFU_FLAG_TYPE_REPLY };
+    if (err) {
+        r.flags |= VFU_FLAG_ERROR;
+        r.error = (uint32_t)err;
+        out.len = 0;
+    }
+    r.size = (uint32_t)(sizeof(r) + out.len);
+    bool ok = true;
+    if (!(h->flags & VFU_FLAG_NO_REPLY)) {
+        uint8_t *msg = malloc(r.size);
+        ok = msg != NULL;
+        if (ok) {
+            memcpy(msg, &r, sizeof(r));
+            if (out.len) {
+                memcpy(msg + sizeof(r), out.data, out.len);
+            }
+            ok = vfu_client_send_raw(c, msg, r.size, NULL, 0, errp);
+        } else {
+            error_setg(errp, "out of memory");
+        }
+        free(msg);
+    }
+    bytebuf_free(&out);
+    return ok;
+}
+
+static bool is_command(const VfuHeader *h)
+{
+    return (h->flags & VFU_FLAG_TYPE_MASK) == VFU_FLAG_TYPE_COMMAND;
+}
+
+int vfu_client_serve(VfuClient *c, int timeout_ms, Error **errp)
+{
+    int served = 0;
+    for (;;) {
+        struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+        int r = poll(&pfd, 1, served ? 0 : timeout_ms);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            return served;
+        }
+        VfuHeader h;
+        uint8_t *data;
+        if (!vfu_client_recv(c, &h, &data, NULL, errp)) {
+            return -1;
+        }
+        bool ok = is_command(&h);
+        if (!ok) {
+            error_setg(errp, "vfio-user: unexpected reply to %s (id %u)",
+                       vfu_cmd_name(h.cmd), h.msg_id);
+        }
+        ok = ok && serve_one(c, &h, data, errp);
+        free(data);
+        if (!ok) {
+            return -1;
+        }
+        served++;
+    }
+}
+
+uint64_t vfu_client_dma_requests(const VfuClient *c)
+{
+    return c->dma_served;
+}
+
+/* Receives until the reply to (cmd, id), answering server commands met
+ * on the way. */
+static bool recv_reply(VfuClient *c, uint16_t cmd, uint16_t id, VfuHeader *h,
+                       uint8_t **data, int *fd, Error **errp)
+{
+    for (;;) {
+        if (!vfu_client_recv(c, h, data, fd, errp)) {
+            return false;
+        }
+        if (!is_command(h)) {
+            break;
+        }
+        bool ok = serve_one(c, h, *data, errp);
+        free(*data);
+        *data = NULL;
+        if (!ok) {
+            return false;
+        }
+        if (*fd >= 0) {
+            close(*fd);
+            *fd = -1;
+        }
+    }
+    if ((h->flags & VFU_FLAG_TYPE_MASK) != VFU_FLAG_TYPE_REPLY ||
+        h->msg_id != id || h->cmd != cmd) {
+        error_setg(errp, "vfio-user: unexpected message (cmd %u id %u) "
+                   "waiting for the reply to %s", h->cmd, h->msg_id,
+                   vfu_cmd_name(cmd));
+        free(*data);
+        *data = NULL;
+        return false;
+    }
+    return true;
+}
+
 bool vfu_client_request(VfuClient *c, uint16_t cmd, const void *payload,
                         size_t len, const int *fds, size_t nfds,
                         uint8_t **reply, size_t *reply_len, int *reply_fd,
@@ -220,20 +392,18 @@ bool vfu_client_request(VfuClient *c, uint16_t cmd, const void *payload,
 {
     uint16_t id;
     VfuHeader h;
-    uint8_t *data;
+    uint8_t *data = NULL;
     int fd = -1;
     c->last_errno = 0;
     if (!send_command(c, cmd, payload, len, fds, nfds, &id, errp) ||
-        !vfu_client_recv(c, &h, &data, &fd, errp)) {
+        !recv_reply(c, cmd, id, &h, &data, &fd, errp)) {
+        if (fd >= 0) {
+            close(fd);
+        }
         return false;
     }
     bool ok = false;
-    if ((h.flags & VFU_FLAG_TYPE_MASK) != VFU_FLAG_TYPE_REPLY ||
-        h.msg_id != id || h.cmd != cmd) {
-        error_setg(errp, "vfio-user: unexpected message (cmd %u id %u) "
-                   "waiting for the reply to %s", h.cmd, h.msg_id,
-                   vfu_cmd_name(cmd));
-    } else if (h.flags & VFU_FLAG_ERROR) {
+    if (h.flags & VFU_FLAG_ERROR) {
         c->last_errno = (int)h.error;
         error_setg_errno(errp, (int)h.error, "vfio-user %s refused",
                          vfu_cmd_name(cmd));
@@ -464,12 +634,37 @@ bool vfu_client_dma_map(VfuClient *c, uint64_t iova, uint64_t size, int fd,
                               NULL, NULL, NULL, errp);
 }
 
+bool vfu_client_dma_map_mem(VfuClient *c, uint64_t iova, uint64_t size,
+                            void *host, uint32_t prot, Error **errp)
+{
+    VfuClientMem *m = realloc(c->mem, (c->n_mem + 1) * sizeof(*m));
+    if (!m) {
+        error_setg(errp, "out of memory");
+        return false;
+    }
+    c->mem = m;
+    if (!vfu_client_dma_map(c, iova, size, -1, 0, prot, errp)) {
+        return false;
+    }
+    c->mem[c->n_mem++] = (VfuClientMem){ iova, size, host, prot };
+    return true;
+}
+
 bool vfu_client_dma_unmap(VfuClient *c, uint64_t iova, uint64_t size,
                           Error **errp)
 {
     VfuDmaUnmap u = { .argsz = sizeof(u), .addr = iova, .size = size };
-    return request_fixed(c, VFU_CMD_DMA_UNMAP, &u, sizeof(u), &u, sizeof(u),
-                         errp);
+    if (!request_fixed(c, VFU_CMD_DMA_UNMAP, &u, sizeof(u), &u, sizeof(u),
+                       errp)) {
+        return false;
+    }
+    for (size_t i = 0; i < c->n_mem; i++) {
+        if (c->mem[i].iova == iova && c->mem[i].size == size) {
+            c->mem[i] = c->mem[--c->n_mem];
+            break;
+        }
+    }
+    return true;
 }
 
 bool vfu_client_irq_info(VfuClient *c, uint32_t index, VfuIrqInfo *info,

@@ -6,6 +6,12 @@
  * Calls return false on failure with errp set; when the server answered
  * with an error reply, vfu_client_last_errno() gives its errno (it is 0
  * after a success and after a transport failure).
+ *
+ * Memory mapped without an fd (vfu_client_dma_map_mem) is served to the
+ * server's DMA_READ / DMA_WRITE requests: while waiting for any reply the
+ * client answers them, and an idle client must call vfu_client_serve()
+ * when its socket becomes readable (the server waits for the answer, see
+ * vfu-server.h).
  */
 #ifndef STORMIG_VFIO_USER_VFU_CLIENT_H
 #define STORMIG_VFIO_USER_VFU_CLIENT_H
@@ -75,8 +81,19 @@ bool vfu_client_region_write(VfuClient *c, uint32_t region, uint64_t offset,
  * VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE. */
 bool vfu_client_dma_map(VfuClient *c, uint64_t iova, uint64_t size, int fd,
                         uint64_t fd_offset, uint32_t prot, Error **errp);
+/* Maps [iova, iova + size) without an fd; the server's DMA_READ /
+ * DMA_WRITE requests for it are answered from host (which must stay
+ * valid until the unmap). */
+bool vfu_client_dma_map_mem(VfuClient *c, uint64_t iova, uint64_t size,
+                            void *host, uint32_t prot, Error **errp);
 bool vfu_client_dma_unmap(VfuClient *c, uint64_t iova, uint64_t size,
                           Error **errp);
+/* Answers the server's requests: waits up to timeout_ms for the first,
+ * then takes what is already there. Returns how many were answered, or
+ * -1 with errp set (broken connection, or a reply nobody waits for). */
+int vfu_client_serve(VfuClient *c, int timeout_ms, Error **errp);
+/* DMA_READ / DMA_WRITE requests answered so far. */
+uint64_t vfu_client_dma_requests(const VfuClient *c);
 
 bool vfu_client_irq_info(VfuClient *c, uint32_t index, VfuIrqInfo *info,
                          Error **errp);

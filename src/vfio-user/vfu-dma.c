@@ -7,10 +7,23 @@
  * may ask for any power-of-two page size: a report page is dirty when any
  * logged page overlapping it is, and a logged page is cleared once a
  * report covered it completely.
+ *
+ * Memory mapped without an fd is reached by asking the client: DMA_READ
+ * and DMA_WRITE (spec "VFIO_USER_DMA_READ" / "VFIO_USER_DMA_WRITE"), one
+ * synchronous exchange per piece of at most the client's
+ * max_data_xfer_size (see vfu_server_request for what the loop does
+ * meanwhile).
+ *
+ * Memory mapped with an fd is refused unless the fd is sealed against
+ * shrinking (F_SEAL_SHRINK, as QEMU's memory-backend-memfd does by
+ * default): a client that truncated a mapped file would make every later
+ * device access fault the daemon with SIGBUS. Other backings (plain files,
+ * unsealed shm) can be mapped without an fd instead.
  */
 #include "vfio-user/vfu-int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -65,25 +78,96 @@ void *vfu_dma_translate(VfuServer *s, uint64_t iova, uint64_t len,
     return r->host + off;
 }
 
+bool vfu_dma_mapped(VfuServer *s, uint64_t iova, uint64_t len,
+                    bool is_write)
+{
+    uint32_t need = is_write ? VFU_DMA_FLAG_WRITE : VFU_DMA_FLAG_READ;
+    if (!len || iova + len < iova) {
+        return false;
+    }
+    while (len) {
+        VfuDmaRegion *r = dma_lookup(s, iova);
+        if (!r || !(r->prot & need)) {
+            return false;
+        }
+        uint64_t avail = r->size - (iova - r->iova);
+        uint64_t n = len < avail ? len : avail;
+        iova += n;
+        len -= n;
+    }
+    return true;
+}
+
+/* One DMA_READ / DMA_WRITE exchange of n bytes (n within the client's
+ * max_data_xfer_size); the reply must echo address and count. */
+static bool dma_remote(VfuServer *s, uint64_t iova, uint8_t *p, size_t n,
+                       bool is_write, Error **errp)
+{
+    VfuDmaAccess a = { .addr = iova, .count = n }, echo;
+    ByteBuf req, rep;
+    bytebuf_init(&req);
+    bytebuf_init(&rep);
+    bytebuf_append(&req, &a, sizeof(a));
+    if (is_write) {
+        bytebuf_append(&req, p, n);
+    }
+    bool ok = !req.failed &&
+              vfu_server_request(s, is_write ? VFU_CMD_DMA_WRITE
+                                             : VFU_CMD_DMA_READ,
+                                 req.data, req.len, &rep, errp);
+    size_t want = sizeof(a) + (is_write ? 0 : n);
+    if (ok && (rep.failed || rep.len != want ||
+               (memcpy(&echo, rep.data, sizeof(echo)), echo.addr != iova) ||
+               echo.count != n)) {
+        log_ratelimited(LOG_WARN, "vfio-user: malformed %s reply",
+                        is_write ? "DMA_WRITE" : "DMA_READ");
+        error_setg(errp, "vfio-user: malformed %s reply from the client",
+                   is_write ? "DMA_WRITE" : "DMA_READ");
+        ok = false;
+    }
+    if (ok && !is_write) {
+        memcpy(p, rep.data + sizeof(a), n);
+    }
+    bytebuf_free(&req);
+    bytebuf_free(&rep);
+    return ok;
+}
+
+/* Largest piece of one DMA_READ / DMA_WRITE: what the client accepts and
+ * what this server reads in one message. */
+static size_t remote_piece(const VfuServer *s)
+{
+    uint64_t max = s->client_max_xfer ? s->client_max_xfer
+                                      : VFU_MAX_DATA_XFER;
+    return max < VFU_MAX_DATA_XFER ? (size_t)max : VFU_MAX_DATA_XFER;
+}
+
 static bool dma_copy(VfuServer *s, uint64_t iova, void *buf, size_t len,
                      bool is_write, Error **errp)
 {
     uint8_t *p = buf;
+    uint32_t need = is_write ? VFU_DMA_FLAG_WRITE : VFU_DMA_FLAG_READ;
     while (len) {
-        uint64_t n;
-        uint8_t *host = vfu_dma_translate(s, iova, len, is_write, &n);
-        if (!host) {
-            error_setg(errp, "DMA %s of 0x%llx: not in client memory "
-                       "mapped with an fd and %s",
+        VfuDmaRegion *r = dma_lookup(s, iova);
+        if (!r || !(r->prot & need)) {
+            error_setg(errp, "DMA %s of 0x%llx: not in %s client memory",
                        is_write ? "write" : "read", (unsigned long long)iova,
                        is_write ? "writable" : "readable");
             return false;
         }
-        if (is_write) {
-            memcpy(host, p, n);
-            vfu_dma_mark_dirty(s, iova, n);
+        uint64_t off = iova - r->iova, avail = r->size - off;
+        size_t n = len < avail ? len : (size_t)avail;
+        if (r->host) {
+            memcpy(is_write ? r->host + off : p,
+                   is_write ? p : r->host + off, n);
         } else {
-            memcpy(p, host, n);
+            n = n < remote_piece(s) ? n : remote_piece(s);
+            if (!dma_remote(s, iova, p, n, is_write, errp)) {
+                return false;
+            }
+        }
+        if (is_write) {
+            vfu_dma_mark_dirty(s, iova, n);
         }
         p += n;
         iova += n;
@@ -366,16 +450,25 @@ static VfuStatus check_map(const VfuServer *s, const VfuDmaMap *d,
     return VFU_OK;
 }
 
-/* Maps the client's fd; refuses files shorter than the window, whose
- * pages past the end would fault the daemon with SIGBUS. */
+/* Maps the client's fd. Refuses an fd the client could still shrink
+ * (no F_SEAL_SHRINK) or one already shorter than the window: pages past
+ * the end of the file would fault the daemon with SIGBUS. */
 static VfuStatus map_fd(const VfuDmaMap *d, int fd, uint8_t **host)
 {
     struct stat st;
     if (fstat(fd, &st) < 0) {
         return EBADF;
     }
-    if (S_ISREG(st.st_mode) && (d->offset > (uint64_t)st.st_size ||
-                                d->size > (uint64_t)st.st_size - d->offset)) {
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+        log_ratelimited(LOG_WARN, "vfio-user: DMA_MAP 0x%llx: the fd is not "
+                        "sealed against shrinking (F_SEAL_SHRINK); map it "
+                        "sealed or without an fd",
+                        (unsigned long long)d->addr);
+        return EINVAL;
+    }
+    if (d->offset > (uint64_t)st.st_size ||
+        d->size > (uint64_t)st.st_size - d->offset) {
         log_ratelimited(LOG_WARN, "vfio-user: DMA_MAP: fd shorter than the "
                         "window");
         return EINVAL;

@@ -70,6 +70,16 @@ struct VfuServer {
     size_t mig_read_off;
 };
 
+/*
+ * Sends command cmd to the client and waits for its reply (payload
+ * appended to reply), at most VFU_REQUEST_TIMEOUT_MS, on the loop thread.
+ * Client commands arriving meanwhile are held and handled afterwards, in
+ * order. Fails at once without a connected, negotiated client (and on the
+ * pseudo-connection of vfu_server_feed), or while another request waits.
+ */
+bool vfu_server_request(VfuServer *s, uint16_t cmd, const void *payload,
+                        size_t len, ByteBuf *reply, Error **errp);
+
 /* Message helpers (vfu-server.c). Payloads are checked before reading. */
 bool vfu_migration_supported(const VfuServer *s);
 void vfu_reply_put(VfuMsg *m, const void *data, size_t len);

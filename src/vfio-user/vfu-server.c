@@ -7,10 +7,18 @@
  * While replies wait to be written the connection is not read: a client
  * that does not read its replies cannot make the server buffer without
  * bound.
+ *
+ * A complete message is moved out of the connection's read state before
+ * it is handled, so that a device can ask the client something (DMA_READ
+ * / DMA_WRITE for memory mapped without an fd) from inside a handler or a
+ * timer: vfu_server_request() writes the command and reads the socket
+ * until the reply comes, keeping the client's commands met on the way
+ * ("held") to handle them afterwards, in order.
  */
 #include "vfio-user/vfu-int.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,6 +36,21 @@ struct VfuOut {
     VfuOut *next;
 };
 
+/* A complete message from the client, owned apart from the read state. */
+typedef struct VfuInMsg {
+    VfuHeader hdr;
+    uint8_t *body;
+    size_t len;
+    int fds[VFU_MAX_MSG_FDS];
+    size_t nfds;
+    bool fds_truncated;
+    struct VfuInMsg *next;
+} VfuInMsg;
+
+/* Commands a client may send while the server waits for the reply to its
+ * own request (the client has at most a few outstanding). */
+#define VFU_MAX_HELD 16
+
 struct VfuConn {
     int fd;                     /* -1: pseudo-connection (vfu_server_feed) */
     uint8_t hdr[sizeof(VfuHeader)];
@@ -43,6 +66,14 @@ struct VfuConn {
     bool closing;
     const uint8_t *feed;        /* bytes given to vfu_server_feed */
     size_t feed_len;
+    /* Server-to-client requests (vfu_server_request). */
+    VfuInMsg *held_head;        /* client commands met meanwhile */
+    VfuInMsg **held_tail;
+    unsigned n_held;
+    uint64_t held_timer;        /* runs them once the loop is back */
+    uint16_t next_req_id;
+    bool dispatching;
+    bool in_request;
 };
 
 static const char *const cmd_names[VFU_CMD_MAX + 1] = {
@@ -88,6 +119,17 @@ void vfu_reply_put(VfuMsg *m, const void *data, size_t len)
 
 static void conn_readable(EventLoop *loop, int fd, int mask, void *opaque);
 
+static void in_msg_free(VfuInMsg *in)
+{
+    for (size_t i = 0; i < in->nfds; i++) {
+        if (in->fds[i] >= 0) {
+            close(in->fds[i]);
+        }
+    }
+    free(in->body);
+    free(in);
+}
+
 static void conn_free(VfuServer *s)
 {
     VfuConn *c = s->conn;
@@ -112,6 +154,14 @@ static void conn_free(VfuServer *s)
         }
         free(o->data);
         free(o);
+    }
+    while (c->held_head) {
+        VfuInMsg *in = c->held_head;
+        c->held_head = in->next;
+        in_msg_free(in);
+    }
+    if (c->held_timer) {
+        loop_del_timer(s->loop, c->held_timer);
     }
     free(c->body);
     free(c);
@@ -256,8 +306,9 @@ static VfuHandler *const handlers[VFU_CMD_MAX + 1] = {
 };
 
 /* Checks that apply to every command before its handler runs. */
-static VfuStatus precheck(VfuServer *s, VfuConn *c, const VfuHeader *h)
+static VfuStatus precheck(VfuServer *s, const VfuInMsg *in)
 {
+    const VfuHeader *h = &in->hdr;
     unsigned type = h->flags & VFU_FLAG_TYPE_MASK;
     if (h->flags & ~(VFU_FLAG_TYPE_MASK | VFU_FLAG_NO_REPLY |
                      VFU_FLAG_ERROR) || type != VFU_FLAG_TYPE_COMMAND) {
@@ -269,15 +320,15 @@ static VfuStatus precheck(VfuServer *s, VfuConn *c, const VfuHeader *h)
         log_ratelimited(LOG_WARN, "vfio-user: unknown command %u", h->cmd);
         return EINVAL;
     }
-    if (c->fds_truncated) {
+    if (in->fds_truncated) {
         log_ratelimited(LOG_WARN, "vfio-user: %s: more than %u fds",
                         vfu_cmd_name(h->cmd), VFU_MAX_MSG_FDS);
         return EINVAL;
     }
-    if (c->nfds && h->cmd != VFU_CMD_DMA_MAP &&
+    if (in->nfds && h->cmd != VFU_CMD_DMA_MAP &&
         h->cmd != VFU_CMD_DEVICE_SET_IRQS) {
         log_ratelimited(LOG_WARN, "vfio-user: %s takes no fds (got %zu)",
-                        vfu_cmd_name(h->cmd), c->nfds);
+                        vfu_cmd_name(h->cmd), in->nfds);
         return EINVAL;
     }
     /* Spec "Connection Initiation": VERSION comes first, once. */
@@ -290,28 +341,31 @@ static VfuStatus precheck(VfuServer *s, VfuConn *c, const VfuHeader *h)
     return VFU_OK;
 }
 
-static void dispatch(VfuServer *s, VfuConn *c)
+/* Handles one message and frees it. */
+static void dispatch(VfuServer *s, VfuInMsg *in)
 {
     ByteBuf reply;
     bytebuf_init(&reply);
     VfuMsg m = {
-        .payload = c->body,
-        .len = c->body_len,
-        .fds = c->fds,
-        .nfds = c->nfds,
+        .hdr = in->hdr,
+        .payload = in->body,
+        .len = in->len,
+        .fds = in->fds,
+        .nfds = in->nfds,
         .reply = &reply,
         .reply_fd = -1,
     };
-    memcpy(&m.hdr, c->hdr, sizeof(m.hdr));
     unsigned type = m.hdr.flags & VFU_FLAG_TYPE_MASK;
     if (type == VFU_FLAG_TYPE_REPLY) {
-        /* This server sends no commands, so no reply is expected. */
+        /* Only a reply to a request that timed out gets here. */
         log_ratelimited(LOG_WARN, "vfio-user: unexpected reply to %s",
                         vfu_cmd_name(m.hdr.cmd));
     } else {
-        VfuStatus st = precheck(s, c, &m.hdr);
+        VfuStatus st = precheck(s, in);
         if (st == VFU_OK) {
+            s->conn->dispatching = true;
             st = handlers[m.hdr.cmd](s, &m);
+            s->conn->dispatching = false;
         }
         if (st == VFU_CLOSE) {
             conn_close(s, "protocol violation");
@@ -326,16 +380,7 @@ static void dispatch(VfuServer *s, VfuConn *c)
         }
     }
     bytebuf_free(&reply);
-    for (size_t i = 0; i < c->nfds; i++) {
-        if (c->fds[i] >= 0) {
-            close(c->fds[i]);
-        }
-    }
-    c->nfds = 0;
-    c->fds_truncated = false;
-    c->hdr_got = 0;
-    c->body_got = 0;
-    c->body_len = 0;
+    in_msg_free(in);
 }
 
 /* --- input ----------------------------------------------------------- */
@@ -462,6 +507,44 @@ no_data:
     return false;
 }
 
+/* Moves the complete message out of the read state; NULL (connection
+ * closing) when out of memory. */
+static VfuInMsg *take_message(VfuServer *s, VfuConn *c)
+{
+    VfuInMsg *in = calloc(1, sizeof(*in));
+    if (!in) {
+        conn_close(s, "out of memory for a message");
+        return NULL;
+    }
+    memcpy(&in->hdr, c->hdr, sizeof(in->hdr));
+    in->body = c->body;
+    in->len = c->body_len;
+    memcpy(in->fds, c->fds, c->nfds * sizeof(int));
+    in->nfds = c->nfds;
+    in->fds_truncated = c->fds_truncated;
+    c->body = NULL;
+    c->nfds = 0;
+    c->fds_truncated = false;
+    c->hdr_got = 0;
+    c->body_got = 0;
+    c->body_len = 0;
+    return in;
+}
+
+static VfuInMsg *held_pop(VfuConn *c)
+{
+    VfuInMsg *in = c->held_head;
+    if (in) {
+        c->held_head = in->next;
+        if (!c->held_head) {
+            c->held_tail = &c->held_head;
+        }
+        c->n_held--;
+        in->next = NULL;
+    }
+    return in;
+}
+
 static void conn_update_mask(VfuServer *s)
 {
     VfuConn *c = s->conn;
@@ -471,27 +554,57 @@ static void conn_update_mask(VfuServer *s)
     }
 }
 
-/* Reads and handles messages until nothing is left, a reply is stuck in
- * the socket, or the connection must close. */
+static int64_t held_run(EventLoop *loop, uint64_t id, void *opaque)
+{
+    VfuServer *s = opaque;
+    if (s->conn) {
+        s->conn->held_timer = 0;
+        conn_readable(loop, s->conn->fd, 0, s);
+    }
+    return LOOP_TIMER_DONE;
+}
+
+/* Held commands (or a close decided during a request) are handled from
+ * the loop: the socket may have nothing more to read to wake us. */
+static void schedule_held(VfuServer *s)
+{
+    VfuConn *c = s->conn;
+    if (!c->held_timer) {
+        c->held_timer = loop_add_timer(s->loop, 0, held_run, s);
+    }
+}
+
+/* Reads and handles messages (held ones first) until nothing is left, a
+ * reply is stuck in the socket, or the connection must close. */
 static void conn_process(VfuServer *s)
 {
     VfuConn *c = s->conn;
+    if (c->dispatching || c->in_request) {
+        return;     /* the outer call goes on with what arrived */
+    }
     unsigned budget = c->fd < 0 ? UINT32_MAX : 64;
     bool stop = false;
-    while (!stop && !c->closing && budget--) {
-        if (read_message(s, c, &stop)) {
-            dispatch(s, c);
+    while (!c->closing && budget--) {
+        VfuInMsg *in = held_pop(c);
+        if (!in && !stop && read_message(s, c, &stop)) {
+            in = take_message(s, c);
+        }
+        if (in) {
+            dispatch(s, in);
         }
         if (c->fd >= 0 && c->out_head && !conn_flush(c)) {
             conn_close(s, "cannot write a reply");
         }
-        if (c->out_head) {
+        if (c->out_head || (stop && !c->held_head)) {
             break;
         }
     }
     if (c->closing) {
         vfu_server_disconnect(s);
         return;
+    }
+    if (c->held_head && !c->out_head) {
+        schedule_held(s);
     }
     conn_update_mask(s);
 }
@@ -500,7 +613,11 @@ static void conn_readable(EventLoop *loop, int fd, int mask, void *opaque)
 {
     VfuServer *s = opaque;
     VfuConn *c = s->conn;
-    if (!c) {
+    if (!c || c->dispatching || c->in_request) {
+        return;
+    }
+    if (c->closing) {
+        vfu_server_disconnect(s);
         return;
     }
     if (c->out_head) {
@@ -519,6 +636,116 @@ static void conn_readable(EventLoop *loop, int fd, int mask, void *opaque)
     conn_process(s);
 }
 
+/* --- requests to the client ------------------------------------------ */
+
+/* Sorts a message met while waiting for the reply to req: 1 it was that
+ * reply (appended to reply), -1 that reply with an error, 0 anything
+ * else (a client command is held, a stray reply dropped). */
+static int sort_incoming(VfuServer *s, VfuConn *c, const VfuHeader *req,
+                         VfuInMsg *in, ByteBuf *reply, Error **errp)
+{
+    if ((in->hdr.flags & VFU_FLAG_TYPE_MASK) != VFU_FLAG_TYPE_REPLY) {
+        if (c->n_held >= VFU_MAX_HELD) {
+            in_msg_free(in);
+            conn_close(s, "too many commands while waiting for a reply");
+            return 0;
+        }
+        *c->held_tail = in;
+        c->held_tail = &in->next;
+        c->n_held++;
+        return 0;
+    }
+    if (in->hdr.msg_id != req->msg_id || in->hdr.cmd != req->cmd) {
+        log_ratelimited(LOG_WARN, "vfio-user: stray reply to %s (id %u)",
+                        vfu_cmd_name(in->hdr.cmd), in->hdr.msg_id);
+        in_msg_free(in);
+        return 0;
+    }
+    int rc = 1;
+    if (in->hdr.flags & VFU_FLAG_ERROR) {
+        int err = in->hdr.error && in->hdr.error < 4096
+                  ? (int)in->hdr.error : EIO;
+        error_setg_errno(errp, err, "vfio-user %s: the client refused",
+                         vfu_cmd_name(req->cmd));
+        rc = -1;
+    } else {
+        bytebuf_append(reply, in->body, in->len);
+    }
+    in_msg_free(in);
+    return rc;
+}
+
+/* Writes the queued request and reads until its reply, the deadline, or
+ * the end of the connection. */
+static bool await_reply(VfuServer *s, VfuConn *c, const VfuHeader *req,
+                        ByteBuf *reply, Error **errp)
+{
+    uint64_t deadline = clock_ms() + VFU_REQUEST_TIMEOUT_MS;
+    while (!c->closing) {
+        if (c->out_head && !conn_flush(c)) {
+            conn_close(s, "cannot write a request");
+            break;
+        }
+        uint64_t now = clock_ms();
+        if (now >= deadline) {
+            error_setg(errp, "vfio-user %s: no reply from the client within "
+                       "%d ms", vfu_cmd_name(req->cmd),
+                       VFU_REQUEST_TIMEOUT_MS);
+            return false;
+        }
+        struct pollfd p = { .fd = c->fd,
+                            .events = (short)(POLLIN |
+                                              (c->out_head ? POLLOUT : 0)) };
+        if (poll(&p, 1, (int)(deadline - now)) <= 0) {
+            continue;               /* timeout or EINTR: checked above */
+        }
+        bool stop = false;
+        while (!stop && !c->closing) {
+            if (!read_message(s, c, &stop)) {
+                continue;
+            }
+            VfuInMsg *in = take_message(s, c);
+            int rc = in ? sort_incoming(s, c, req, in, reply, errp) : 0;
+            if (rc) {
+                return rc > 0;
+            }
+        }
+    }
+    error_setg(errp, "vfio-user %s: the client connection is closing",
+               vfu_cmd_name(req->cmd));
+    return false;
+}
+
+bool vfu_server_request(VfuServer *s, uint16_t cmd, const void *payload,
+                        size_t len, ByteBuf *reply, Error **errp)
+{
+    VfuConn *c = s->conn;
+    if (!c || c->fd < 0 || c->closing || !s->negotiated) {
+        error_setg(errp, "vfio-user %s: no client connected",
+                   vfu_cmd_name(cmd));
+        return false;
+    }
+    if (c->in_request) {
+        error_setg(errp, "vfio-user %s: a request is already waiting",
+                   vfu_cmd_name(cmd));
+        return false;
+    }
+    VfuHeader h = { .msg_id = c->next_req_id++, .cmd = cmd,
+                    .flags = VFU_FLAG_TYPE_COMMAND,
+                    .size = (uint32_t)(sizeof(h) + len) };
+    conn_queue(s, &h, payload, len, -1);
+    c->in_request = true;
+    bool ok = await_reply(s, c, &h, reply, errp);
+    c->in_request = false;
+    if (c->closing || c->held_head) {
+        schedule_held(s);
+    }
+    if (!c->dispatching) {
+        conn_update_mask(s);
+    }
+    return ok;
+}
+
 static VfuConn *conn_new(VfuServer *s, int fd)
 {
     VfuConn *c = calloc(1, sizeof(*c));
@@ -527,6 +754,7 @@ static VfuConn *conn_new(VfuServer *s, int fd)
     }
     c->fd = fd;
     c->out_tail = &c->out_head;
+    c->held_tail = &c->held_head;
     s->conn = c;
     s->negotiated = false;
     return c;

@@ -17,12 +17,20 @@
  * with MIG_DATA_READ / MIG_DATA_WRITE, and DMA dirty page logging with
  * DMA_LOGGING_START / STOP / REPORT. PRE_COPY is not offered.
  *
- * Deferred: VFIO_USER_DMA_READ/WRITE (server -> client copies for memory
- * mapped without an fd). Such mappings are accepted and remembered, but
- * vfu_dma_translate() returns NULL for them and vfu_dma_read/write fail:
- * clients must map guest memory with an fd (QEMU does, with memfd-backed
- * or file-backed guest RAM). REGION_WRITE_MULTI and GET_REGION_IO_FDS are
- * answered with ENOTSUP.
+ * Guest memory mapped with an fd is mmap'ed (the fd must be sealed with
+ * F_SEAL_SHRINK, see vfu-dma.c); memory mapped without an fd is reached
+ * with VFIO_USER_DMA_READ / DMA_WRITE requests to the client. Those are
+ * synchronous: vfu_dma_read/write send the request and read the socket
+ * until the reply, so the loop (and every device and monitor on it)
+ * waits for the client's round trip, at most VFU_REQUEST_TIMEOUT_MS per
+ * piece; commands the client sends meanwhile are held and handled in
+ * order afterwards. A client that maps without an fd must therefore keep
+ * answering its socket, also while it waits for a reply of its own.
+ * (Synchronous rather than asynchronous DMA keeps the devices simple:
+ * every access of the NVMe model, SQ entry fetch, PRP list walk, CQ entry
+ * post, would otherwise need a continuation. The cost is the stall above,
+ * which is why fd-backed memory remains the normal case.)
+ * REGION_WRITE_MULTI and GET_REGION_IO_FDS are answered with ENOTSUP.
  */
 #ifndef STORMIG_VFIO_USER_VFU_SERVER_H
 #define STORMIG_VFIO_USER_VFU_SERVER_H
@@ -135,15 +143,25 @@ bool vfu_server_feed(VfuServer *s, const uint8_t *data, size_t len);
 
 /* --- Guest memory (DMA) ---------------------------------------------- */
 
+/* Upper bound of one server -> client request round trip. */
+#define VFU_REQUEST_TIMEOUT_MS 2000
+
 /*
  * Host pointer for [iova, iova + len) in memory the client mapped with an
- * fd and the right permission, or NULL. *contig gets the number of bytes
+ * fd and the right permission, or NULL (also for memory mapped without an
+ * fd: use vfu_dma_read/write there). *contig gets the number of bytes
  * (1..len) contiguous from iova; call again for the rest. Pointers stay
  * valid until the ops' dma_unmap for their range.
  */
 void *vfu_dma_translate(VfuServer *s, uint64_t iova, uint64_t len,
                         bool is_write, uint64_t *contig);
-/* Copies across mappings; write also marks the pages dirty. */
+/* True when all of [iova, iova + len) is client memory (with or without
+ * an fd) with the right permission. */
+bool vfu_dma_mapped(VfuServer *s, uint64_t iova, uint64_t len,
+                    bool is_write);
+/* Copies across mappings, asking the client (DMA_READ / DMA_WRITE) for
+ * memory mapped without an fd; write also marks the pages dirty. Loop
+ * thread only. */
 bool vfu_dma_read(VfuServer *s, uint64_t iova, void *buf, size_t len,
                   Error **errp);
 bool vfu_dma_write(VfuServer *s, uint64_t iova, const void *buf, size_t len,

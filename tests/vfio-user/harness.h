@@ -44,6 +44,7 @@ static bool harness_start(Harness *h, unsigned n)
     for (unsigned i = 0; i < n; i++) {
         VfuDeviceDesc desc;
         test_dev_init(&h->dev[i], &desc);
+        h->dev[i].loop = h->loop;
         snprintf(h->path[i], sizeof(h->path[i]), "%s/s%u", h->dir, i);
         VfuServerConfig cfg = {
             .socket_path = h->path[i], .loop = h->loop, .desc = &desc,

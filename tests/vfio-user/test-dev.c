@@ -25,6 +25,57 @@ static void doorbell(TestDev *d, uint64_t value)
     vfu_irq_trigger(d->srv, VFU_PCI_MSIX_IRQ, 0);
 }
 
+static void dma_sum(TestDev *d)
+{
+    uint8_t buf[256];
+    uint64_t sum = 0;
+    for (uint64_t done = 0; done < d->dma_len;) {
+        uint64_t n = d->dma_len - done;
+        n = n < sizeof(buf) ? n : sizeof(buf);
+        if (!vfu_dma_read(d->srv, d->dma_addr + done, buf, n, NULL)) {
+            d->dma_errors++;
+            return;
+        }
+        for (uint64_t i = 0; i < n; i++) {
+            sum += buf[i];
+        }
+        done += n;
+    }
+    d->sum = sum;
+    d->counter++;
+}
+
+static int64_t later_fire(EventLoop *loop, uint64_t id, void *opaque)
+{
+    TestDev *d = opaque;
+    d->later_timer = 0;
+    doorbell(d, d->later_value);
+    return LOOP_TIMER_DONE;
+}
+
+/* Write-only registers that start the DMA engine. */
+static bool engine_access(TestDev *d, uint64_t off, uint64_t *val,
+                          bool is_write)
+{
+    if (!is_write) {
+        *val = 0;
+        return true;
+    }
+    if (d->quiesced || (off == TDEV_REG_LATER &&
+                        (!d->loop || d->later_timer))) {
+        return false;
+    }
+    if (off == TDEV_REG_DOORBELL) {
+        doorbell(d, *val);
+    } else if (off == TDEV_REG_READ_DOORBELL) {
+        dma_sum(d);
+    } else {
+        d->later_value = *val;
+        d->later_timer = loop_add_timer(d->loop, 0, later_fire, d);
+    }
+    return true;
+}
+
 static bool bar0_access(TestDev *d, uint64_t off, uint64_t *val,
                         bool is_write)
 {
@@ -45,12 +96,16 @@ static bool bar0_access(TestDev *d, uint64_t off, uint64_t *val,
         }
         reg = &d->counter;
         break;
-    case TDEV_REG_DOORBELL:
-        if (!is_write || d->quiesced) {
-            return !is_write ? (*val = 0, true) : false;
+    case TDEV_REG_SUM:
+        if (is_write) {
+            return false;
         }
-        doorbell(d, *val);
-        return true;
+        reg = &d->sum;
+        break;
+    case TDEV_REG_DOORBELL:
+    case TDEV_REG_READ_DOORBELL:
+    case TDEV_REG_LATER:
+        return engine_access(d, off, val, is_write);
     default:
         if (!is_write) {
             *val = 0;
@@ -194,6 +249,10 @@ void test_dev_init(TestDev *dev, VfuDeviceDesc *desc)
 
 void test_dev_cleanup(TestDev *dev)
 {
+    if (dev->later_timer) {
+        loop_del_timer(dev->loop, dev->later_timer);
+        dev->later_timer = 0;
+    }
     if (dev->bar2_fd >= 0) {
         close(dev->bar2_fd);
         dev->bar2_fd = -1;

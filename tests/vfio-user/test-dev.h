@@ -1,8 +1,10 @@
 /*
  * A tiny PCI device served over vfio-user in the tests: a few 64-bit
  * registers in BAR0, a DMA engine that fills guest memory with a byte
- * pattern and raises MSI-X vector 0, an mmappable BAR2 (second page only),
- * a raw config space, and migration of its registers.
+ * pattern and raises MSI-X vector 0 (at once, or later from a loop timer
+ * when the client is idle), that sums the bytes of a guest range, an
+ * mmappable BAR2 (second page only), a raw config space, and migration of
+ * its registers.
  */
 #ifndef STORMIG_TESTS_VFIO_USER_TEST_DEV_H
 #define STORMIG_TESTS_VFIO_USER_TEST_DEV_H
@@ -18,7 +20,11 @@ enum {
     TDEV_REG_DMA_ADDR = 0x10,
     TDEV_REG_DMA_LEN = 0x18,
     TDEV_REG_DOORBELL = 0x20,   /* write: fill DMA range with value & 0xff */
-    TDEV_REG_COUNTER = 0x28,    /* read-only: completed DMA fills */
+    TDEV_REG_COUNTER = 0x28,    /* read-only: completed DMA operations */
+    TDEV_REG_SUM = 0x30,        /* read-only: byte sum of the last read */
+    TDEV_REG_READ_DOORBELL = 0x38,  /* write: DMA-read the range, sum it */
+    TDEV_REG_LATER = 0x40,      /* write: the fill of DOORBELL, run from a
+                                   loop timer (needs TestDev.loop) */
     TDEV_BAR0_SIZE = 0x1000,
     TDEV_BAR2_SIZE = 0x2000,
     TDEV_MSIX_VECTORS = 4,
@@ -27,7 +33,10 @@ enum {
 
 typedef struct TestDev {
     VfuServer *srv;
-    uint64_t scratch, dma_addr, dma_len, counter;
+    uint64_t scratch, dma_addr, dma_len, counter, sum;
+    EventLoop *loop;            /* for TDEV_REG_LATER (may stay NULL) */
+    uint64_t later_timer;
+    uint64_t later_value;
     uint8_t config[256];
     int bar2_fd;                /* memfd behind BAR2 */
     bool quiesced;

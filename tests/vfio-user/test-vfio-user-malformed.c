@@ -7,6 +7,7 @@
  * first: the host order of the little-endian machines this runs on).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -208,8 +209,10 @@ static void make_fds(const Case *t, int *fds)
 {
     for (unsigned i = 0; i < t->nfds; i++) {
         if (t->memfd_size) {
-            fds[i] = memfd_create("m", MFD_CLOEXEC);
+            /* Sealed, so each case fails for its own reason. */
+            fds[i] = memfd_create("m", MFD_CLOEXEC | MFD_ALLOW_SEALING);
             assert_int_equal(ftruncate(fds[i], t->memfd_size), 0);
+            assert_int_equal(fcntl(fds[i], F_ADD_SEALS, F_SEAL_SHRINK), 0);
         } else {
             fds[i] = eventfd(0, EFD_CLOEXEC);
         }

@@ -3,6 +3,7 @@
  * regions, guest memory, dirty logging, interrupts, migration, reset.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -56,9 +57,11 @@ typedef struct Guest {
 
 static void guest_map(VfuClient *c, Guest *g)
 {
-    g->fd = memfd_create("guest", MFD_CLOEXEC);
+    /* Sealed against shrinking: the server maps nothing else. */
+    g->fd = memfd_create("guest", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     assert_true(g->fd >= 0);
     assert_int_equal(ftruncate(g->fd, GUEST_SIZE), 0);
+    assert_int_equal(fcntl(g->fd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
     g->mem = mmap(NULL, GUEST_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
                   g->fd, 0);
     assert_true(g->mem != MAP_FAILED);
