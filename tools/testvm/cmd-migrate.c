@@ -29,6 +29,8 @@ typedef struct Round {
     char uri[300];
     int n;
     unsigned failures;
+    double daemon_total_ms;         /* the daemons' migrate: query-migrate */
+    double daemon_downtime_ms;
 } Round;
 
 static bool check_migratable(void *opaque, Error **errp)
@@ -64,9 +66,17 @@ static bool wait_status(QmpClient *q, const char *cmd, const char *member,
                        st, want);
             return false;
         }
-        usleep(2000);
+        /* Short: the handoff's own duration is measured through this. */
+        usleep(200);
     }
     return false;
+}
+
+static double member_double(json_object *o, const char *name)
+{
+    json_object *v;
+    return o && json_object_object_get_ex(o, name, &v)
+           ? json_object_get_double(v) : -1;
 }
 
 /* The daemons' migration moves the disks (and their run state). */
@@ -81,6 +91,16 @@ static bool handoff_disks(void *opaque, Error **errp)
                               "failed cancelled", errp) &&
            wait_status(r->dst, "query-status", "status", "running", NULL,
                        errp);
+}
+
+/* After the round (outside the measured downtime): the source daemon's
+ * own figures of the handoff. */
+static void daemon_figures(Round *r)
+{
+    json_object *q = qmp_client_cmd(r->src, "query-migrate", NULL, NULL);
+    r->daemon_total_ms = member_double(q, "total-time");
+    r->daemon_downtime_ms = member_double(q, "downtime");
+    json_object_put(q);
 }
 
 static bool inject(void *opaque, MigPhase phase, Error **errp)
@@ -138,11 +158,18 @@ static void print_round(int n, const char *from, const MigResult *res,
                mig_phase_name(res->failed_phase), error_get_pretty(err));
         return;
     }
+    const MigTimes *t = &res->times;
     printf("round %d: %s -> other: downtime %llu us, device state %zu "
            "bytes, in flight at stop %u, pre-copy rounds %u, pages %llu\n",
            n, from, (unsigned long long)res->downtime_us, res->state_size,
            res->in_flight_at_stop, res->precopy_rounds,
            (unsigned long long)res->pages_copied);
+    printf("round %d: times us: quiesce %llu memory %llu save %llu load %llu "
+           "handoff %llu start %llu\n", n,
+           (unsigned long long)t->quiesce_us, (unsigned long long)t->memory_us,
+           (unsigned long long)t->save_us, (unsigned long long)t->load_us,
+           (unsigned long long)t->handoff_us,
+           (unsigned long long)t->start_us);
 }
 
 static bool expect_failure(const CliOptions *o, int n)
@@ -170,6 +197,9 @@ static bool one_round(Round *r, TestVm **vm, bool a_is_src, Error **errp)
     TestVm *next = t ? testvm_migrate(*vm, t, &mo, &h, &res, errp) : NULL;
     print_round(r->n, a_is_src ? "A" : "B", &res, next ? NULL : *errp);
     if (next) {
+        daemon_figures(r);
+        printf("round %d: daemons: migrate total %.3f ms, stopped %.3f "
+               "ms\n", r->n, r->daemon_total_ms, r->daemon_downtime_ms);
         *vm = next;
     } else {
         /* A fresh destination for the next attempt. */

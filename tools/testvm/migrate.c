@@ -119,24 +119,41 @@ static bool precopy(MigCtx *m, Error **errp)
     return phase_done(m, MIG_PHASE_PRECOPY, errp);
 }
 
+/* Microseconds since *t0, which moves on to now. */
+static uint64_t lap_us(uint64_t *t0)
+{
+    uint64_t now = clock_ns(), us = (now - *t0) / 1000;
+    *t0 = now;
+    return us;
+}
+
 /* The VM pauses: no guest step runs from here on the source. */
 static bool stop_source(MigCtx *m, ByteBuf *state, Error **errp)
 {
     Transport *t = m->src->t;
-    uint64_t n;
+    MigTimes *tm = &m->res->times;
+    uint64_t n, t0 = clock_ns();
     m->res->in_flight_at_stop = workload_in_flight(m->src->wl);
     m->src_stopped = true;
     m->res->failed_phase = MIG_PHASE_STOP;
-    if (!t->ops->mig_set_state(t, VFU_MIG_STOP, errp) ||
-        !phase_done(m, MIG_PHASE_STOP, errp)) {
+    if (!t->ops->mig_set_state(t, VFU_MIG_STOP, errp)) {
+        return false;
+    }
+    tm->quiesce_us = lap_us(&t0);
+    if (!phase_done(m, MIG_PHASE_STOP, errp)) {
         return false;
     }
     m->res->failed_phase = MIG_PHASE_STOP_COPY;
-    if (!collect_and_copy(m, &n, errp) ||
-        !t->ops->mig_set_state(t, VFU_MIG_STOP_COPY, errp) ||
+    t0 = clock_ns();
+    if (!collect_and_copy(m, &n, errp)) {
+        return false;
+    }
+    tm->memory_us = lap_us(&t0);
+    if (!t->ops->mig_set_state(t, VFU_MIG_STOP_COPY, errp) ||
         !t->ops->mig_read(t, state, errp)) {
         return false;
     }
+    tm->save_us = lap_us(&t0);
     m->res->state_size = state->len;
     return phase_done(m, MIG_PHASE_STOP_COPY, errp);
 }
@@ -145,6 +162,7 @@ static bool resume_destination(MigCtx *m, const ByteBuf *state,
                                Error **errp)
 {
     Transport *t = m->dst->t;
+    uint64_t t0 = clock_ns();
     m->res->failed_phase = MIG_PHASE_RESUME;
     if (!t->ops->map_memory(t, m->dst->gm, errp) ||
         !gm_attach(m->dst->gm, errp) ||
@@ -155,6 +173,7 @@ static bool resume_destination(MigCtx *m, const ByteBuf *state,
         error_prepend(errp, "destination: ");
         return false;
     }
+    m->res->times.load_us = lap_us(&t0);
     return phase_done(m, MIG_PHASE_RESUME, errp);
 }
 
@@ -164,15 +183,20 @@ static bool switchover(MigCtx *m, Error **errp)
     m->res->failed_phase = MIG_PHASE_SWITCHOVER;
     /* Injected before the handoff: once the disks moved there is no way
      * back to the source. */
-    if (!phase_done(m, MIG_PHASE_SWITCHOVER, errp) ||
-        (m->h->switchover && !m->h->switchover(m->h->opaque, errp))) {
+    if (!phase_done(m, MIG_PHASE_SWITCHOVER, errp)) {
         return false;
     }
+    uint64_t t0 = clock_ns();
+    if (m->h->switchover && !m->h->switchover(m->h->opaque, errp)) {
+        return false;
+    }
+    m->res->times.handoff_us = lap_us(&t0);
     d->drv = nvme_drv_attach(d->t, d->gm, errp);
     if (!d->drv || !d->t->ops->mig_set_state(d->t, VFU_MIG_RUNNING, errp)) {
         return false;
     }
     d->wl = workload_attach(d->gm, &d->drv->ops, d->drv, errp);
+    m->res->times.start_us = lap_us(&t0);
     return d->wl != NULL;
 }
 

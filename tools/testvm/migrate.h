@@ -57,10 +57,21 @@ typedef struct MigOptions {
     uint64_t stop_pages;            /* stop when fewer are dirty (64) */
 } MigOptions;
 
+/* Where the downtime goes, in order (microseconds). */
+typedef struct MigTimes {
+    uint64_t quiesce_us;            /* source device RUNNING -> STOP */
+    uint64_t memory_us;             /* last dirty pages of guest memory */
+    uint64_t save_us;               /* STOP_COPY, device state read */
+    uint64_t load_us;               /* destination: map, RESUMING, write */
+    uint64_t handoff_us;            /* disk ownership (switchover hook) */
+    uint64_t start_us;              /* destination RUNNING, driver attach */
+} MigTimes;
+
 typedef struct MigResult {
     unsigned precopy_rounds;
     uint64_t pages_copied;
     uint64_t downtime_us;           /* source paused -> destination runs */
+    MigTimes times;
     size_t state_size;              /* device state bytes */
     unsigned in_flight_at_stop;     /* commands outstanding at pause */
     MigPhase failed_phase;
