@@ -375,8 +375,7 @@ static bool vus_realize(Device *dev, KeyVal *props, Error **errp)
     }
     s->bus = scsi_bus_new(dev->id, errp);
     s->iot = s->bus ? iothread_new("vus-io", errp) : NULL;
-    if (!s->iot ||
-        !scsi_bus_attach_loop(s->bus, iothread_loop(s->iot), errp)) {
+    if (!s->iot) {
         vus_unrealize(dev);
         return false;
     }
@@ -416,6 +415,18 @@ static void bus_detach(void *opaque)
     }
 }
 
+typedef struct BusAttach {
+    VhostUserScsi *s;
+    Error *err;
+} BusAttach;
+
+/* On the I/O thread: a loop's fds are registered on its own thread. */
+static void bus_attach(void *opaque)
+{
+    BusAttach *a = opaque;
+    scsi_bus_attach_loop(a->s->bus, iothread_loop(a->s->iot), &a->err);
+}
+
 static void vus_unrealize(Device *dev)
 {
     VhostUserScsi *s = (VhostUserScsi *)dev;
@@ -436,15 +447,31 @@ static void vus_unrealize(Device *dev)
 }
 
 /* VM stopped: no new requests, every in-flight one completed. */
+/* The LUNs' data path (the images' io_uring, iSCSI sessions) lives on
+ * the I/O thread only while the device runs (scsi.h: the controller
+ * attaches the bus when its data path starts and detaches it when it
+ * stops). Stopped, it is back on the main loop, where migration flushes
+ * and hands over the images: waiting for a completion there while the
+ * I/O thread reaps the same ring would hang. */
 static bool vus_stop(Device *dev, Error **errp)
 {
-    vhost_user_dev_quiesce(((VhostUserScsi *)dev)->vu);
+    VhostUserScsi *s = (VhostUserScsi *)dev;
+    vhost_user_dev_quiesce(s->vu);
+    iothread_run_sync(s->iot, bus_detach, s);
     return true;
 }
 
 static bool vus_start(Device *dev, Error **errp)
 {
-    vhost_user_dev_resume(((VhostUserScsi *)dev)->vu);
+    VhostUserScsi *s = (VhostUserScsi *)dev;
+    BusAttach a = { s, NULL };
+    iothread_run_sync(s->iot, bus_attach, &a);
+    if (a.err) {
+        error_propagate(errp, a.err);
+        iothread_run_sync(s->iot, bus_detach, s);
+        return false;
+    }
+    vhost_user_dev_resume(s->vu);
     return true;
 }
 
