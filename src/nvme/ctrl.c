@@ -515,3 +515,13 @@ void nvme_ctrl_get_stats(const NvmeCtrl *ctrl, NvmeCtrlStats *st)
     st->in_flight = ctrl->in_flight;
     st->completions_pending = ctrl->nr_pending;
 }
+
+size_t nvme_ctrl_pending_completions(const NvmeCtrl *ctrl,
+                                     NvmeCompletionInfo *out, size_t max)
+{
+    for (size_t i = 0; i < ctrl->nr_pending && i < max; i++) {
+        const NvmePendingCqe *p = &ctrl->pending[i];
+        out[i] = (NvmeCompletionInfo){ p->cqid, p->sqid, p->cid, p->status };
+    }
+    return ctrl->nr_pending;
+}

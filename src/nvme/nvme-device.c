@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "device/device.h"
+#include "monitor/monitor.h"
 #include "nvme/nvme.h"
 #include "util/log.h"
 #include "vfio-user/vfu-server.h"
@@ -283,6 +284,23 @@ static bool nvme_dev_check(Device *dev, Error **errp)
     return nvme_ctrl_migration_check(((NvmeDevice *)dev)->ctrl, errp);
 }
 
+/* Completions waiting for CQ space, in posting order (tests compare them
+ * with the order the guest sees after a migration). */
+static json_object *pending_list(NvmeCtrl *ctrl)
+{
+    NvmeCompletionInfo p[256];
+    size_t n = nvme_ctrl_pending_completions(ctrl, p, 256);
+    json_object *arr = json_object_new_array();
+    for (size_t i = 0; i < n && i < 256; i++) {
+        json_object *e = json_object_new_object();
+        json_object_object_add(e, "cqid", json_object_new_int(p[i].cqid));
+        json_object_object_add(e, "sqid", json_object_new_int(p[i].sqid));
+        json_object_object_add(e, "cid", json_object_new_int(p[i].cid));
+        json_object_array_add(arr, e);
+    }
+    return arr;
+}
+
 static void nvme_dev_query(Device *dev, json_object *info)
 {
     NvmeDevice *d = (NvmeDevice *)dev;
@@ -294,6 +312,8 @@ static void nvme_dev_query(Device *dev, json_object *info)
         vfu_mig_state_name(vfu_server_mig_state(d->server))));
     json_object_object_add(info, "commands-completed",
         json_object_new_int64((int64_t)st.commands_completed));
+    json_object_object_add(info, "pending-completions",
+                           pending_list(d->ctrl));
     bool ok = nvme_ctrl_migration_check(d->ctrl, &err);
     json_object_object_add(info, "migratable", json_object_new_boolean(ok));
     if (!ok) {
@@ -301,6 +321,39 @@ static void nvme_dev_query(Device *dev, json_object *info)
             json_object_new_string(error_get_pretty(err)));
         error_free(err);
     }
+}
+
+/*
+ * QMP nvme-ns-changed {"id": DEV, "nsid": N}: the host changed namespace
+ * N (e.g. resized its image); the controller re-reads its size and raises
+ * a Namespace Attribute Changed notice (NVMe 1.4 section 5.2.1), which
+ * waits in the device state until the guest has an AER outstanding.
+ */
+static const DeviceClass nvme_device_class;
+
+static bool qmp_nvme_ns_changed(json_object *args, json_object **ret,
+                                void *opaque, Error **errp)
+{
+    static const char *const known[] = { "id", "nsid", NULL };
+    const char *id;
+    int64_t nsid;
+    if (!qmp_args_check(args, known, errp) ||
+        !qmp_arg_str(args, "id", false, &id, errp) ||
+        !qmp_arg_int(args, "nsid", false, &nsid, errp)) {
+        return false;
+    }
+    Device *dev = device_find(id);
+    if (!dev || dev->cls->realize != nvme_device_class.realize) {
+        error_set(errp, ERROR_CLASS_DEVICE_NOT_FOUND,
+                  "no nvme device '%s'", id);
+        return false;
+    }
+    if (nsid < 1 || nsid > NVME_MAX_NAMESPACES) {
+        error_setg(errp, "nsid %lld out of range", (long long)nsid);
+        return false;
+    }
+    return nvme_ctrl_ns_changed(((NvmeDevice *)dev)->ctrl, (uint32_t)nsid,
+                                errp);
 }
 
 static const DeviceClass nvme_device_class = {
@@ -318,4 +371,5 @@ static const DeviceClass nvme_device_class = {
 void nvme_device_register(void)
 {
     device_class_register(&nvme_device_class);
+    qmp_register_command("nvme-ns-changed", qmp_nvme_ns_changed, NULL);
 }

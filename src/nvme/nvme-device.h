@@ -10,7 +10,9 @@
  * the daemons' own migration hands the disks over. The controller runs
  * only while both the daemon runs and the VMM's device state is RUNNING.
  * query-devices shows whether the configuration may migrate (allowlist)
- * so a VMM can refuse before it starts.
+ * so a VMM can refuse before it starts, and the completions waiting for
+ * CQ space. QMP nvme-ns-changed {"id", "nsid"} raises a Namespace
+ * Attribute Changed event (after the host changed a namespace's image).
  */
 #ifndef STORMIG_NVME_NVME_DEVICE_H
 #define STORMIG_NVME_NVME_DEVICE_H

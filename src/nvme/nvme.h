@@ -135,4 +135,17 @@ typedef struct NvmeCtrlStats {
 } NvmeCtrlStats;
 void nvme_ctrl_get_stats(const NvmeCtrl *ctrl, NvmeCtrlStats *st);
 
+/* A completion waiting for space in its CQ. */
+typedef struct NvmeCompletionInfo {
+    uint16_t cqid;
+    uint16_t sqid;
+    uint16_t cid;
+    uint16_t status;
+} NvmeCompletionInfo;
+/* Copies at most max pending completions, in the order they will be
+ * posted (the order the controller produced them); returns how many
+ * there are in all. */
+size_t nvme_ctrl_pending_completions(const NvmeCtrl *ctrl,
+                                     NvmeCompletionInfo *out, size_t max);
+
 #endif

@@ -1,6 +1,9 @@
 """stormig-testvm against real stormigd daemons: the workload over
 vfio-user, back-and-forth live migrations, a CQ-full backlog across a
-migration, the allowlist refusal, and cancel / destination failure.
+migration (completions in the controller's order), async events raised
+before and during a migration, the allowlist refusal, cancel /
+destination failure, and guest memory mapped without an fd (the device
+reaches it with DMA_READ / DMA_WRITE requests).
 
 Two daemons A and B serve the same images (shared storage) on their own
 vfio-user and QMP sockets. A supervisor restarts a daemon that quits
@@ -9,6 +12,7 @@ at the same paths with --incoming defer, as migrate-test expects."""
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,11 +65,16 @@ def run_case(args, name):
             f.truncate(16 << 20)
     a = Supervisor(args.stormigd, wd, "A", extra, False)
     b = Supervisor(args.stormigd, wd, "B", extra, True)
-    cmd = [args.testvm, "migrate-test", "--src-socket", a.path("sock"),
-           "--dst-socket", b.path("sock"), "--src-qmp", a.path("qmp"),
-           "--dst-qmp", b.path("qmp"), "--mem", "64M", "--queues", "4",
-           "--qd", "32", "--namespaces", "2", "--round-ms", "150"]
-    cmd += CASES[name]
+    common = ["--mem", "64M", "--queues", "4", "--qd", "32",
+              "--namespaces", "2"]
+    if name in RUN_CASES:
+        cmd = [args.testvm, "run", "--socket", a.path("sock")] + common
+        cmd += RUN_CASES[name]
+    else:
+        cmd = [args.testvm, "migrate-test", "--src-socket", a.path("sock"),
+               "--dst-socket", b.path("sock"), "--src-qmp", a.path("qmp"),
+               "--dst-qmp", b.path("qmp"), "--round-ms", "150"] + common
+        cmd += CASES[name]
     try:
         time.sleep(0.3)
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=50)
@@ -90,10 +99,31 @@ def check(name, r):
         return ok
     if r.returncode != 0 or "result: PASS" not in out:
         return False
+    # What the guest checked: no data mismatch, no failed command, no
+    # completion for a command not in flight (doubled or invented), none
+    # missing at the end.
+    if ("errors: verify 0, io 0, protocol 0, never completed 0"
+            not in out):
+        return False
     if name == "rounds":
-        rounds = [l for l in out.splitlines() if "downtime" in l]
-        return (len(rounds) == 10 and
-                all(" in flight at stop 0," not in l for l in rounds))
+        rounds = re.findall(r"round \d+: . -> other: downtime (\d+) us, "
+                            r"device state (\d+) bytes, in flight at stop "
+                            r"(\d+),", out)
+        return (len(rounds) == 10 and "migrations 10," in out and
+                all(int(n) > 0 for _, _, n in rounds))
+    if name == "cq-full":
+        m = re.search(r"cq order: queue 1: (\d+) completions at stop \(\d+ "
+                      r"in the CQ, (\d+) pending in the device\), (\d+) "
+                      r"taken on the destination, (\d+) in the recorded "
+                      r"order: in order", out)
+        return bool(m) and int(m.group(2)) > 0 and \
+            m.group(1) == m.group(3) == m.group(4)
+    if name == "aen":
+        return ("async events on the destination: 2 (temperature "
+                "delivered, namespace change delivered)" in out)
+    if name == "dma-no-fd":
+        m = re.search(r"device DMA requests answered: (\d+)", out)
+        return bool(m) and int(m.group(1)) > 0
     return True
 
 
@@ -102,7 +132,11 @@ CASES = {
     "cq-full": ["--rounds", "2", "--cq-entries", "4", "--queues", "1",
                 "--cq-stall"],
     "allowlist": ["--rounds", "1", "--wrr"],
+    "aen": ["--rounds", "2", "--aen-test"],
     "dst-fail": ["--rounds", "2", "--dst-fail", "--fail-round", "0"],
+}
+RUN_CASES = {
+    "dma-no-fd": ["--seconds", "1", "--dma-no-fd"],
 }
 for phase in ("setup", "precopy", "stop", "stop-copy", "resume",
               "switchover"):
@@ -114,7 +148,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--stormigd", required=True)
     p.add_argument("--testvm", required=True)
-    p.add_argument("case", choices=sorted(CASES))
+    p.add_argument("case", choices=sorted(CASES) + sorted(RUN_CASES))
     args = p.parse_args()
     sys.exit(0 if run_case(args, args.case) else 1)
 

@@ -17,6 +17,10 @@ typedef struct CliOptions {
     int fail_round;                 /* round of fail_at / dst_fail (-1) */
     bool dst_fail;                  /* destination dies after STOP_COPY */
     bool cq_stall;                  /* queue 1 stops consuming before */
+    bool dma_no_fd;                 /* run: guest memory mapped without
+                                       its fd (vfio-user DMA_READ/WRITE) */
+    bool aen_test;                  /* migrate-test: async events raised
+                                       before and during round 0 */
 } CliOptions;
 
 int cmd_run(const CliOptions *o);

@@ -17,10 +17,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mig-checks.h"
 #include "qmp-client.h"
 #include "util/loop.h"
 
 #define DAEMON_WAIT_MS 20000
+#define NVME_DEV_ID "nvme0"         /* the daemons' --device nvme,id= */
 
 typedef struct Round {
     const CliOptions *o;
@@ -29,6 +31,9 @@ typedef struct Round {
     char uri[300];
     int n;
     unsigned failures;
+    TestVm *vm;                     /* the running VM (source) */
+    CqOrder cq;                     /* --cq-stall */
+    bool check_failed;              /* --cq-stall / --aen-test */
     double daemon_total_ms;         /* the daemons' migrate: query-migrate */
     double daemon_downtime_ms;
 } Round;
@@ -106,6 +111,11 @@ static void daemon_figures(Round *r)
 static bool inject(void *opaque, MigPhase phase, Error **errp)
 {
     Round *r = opaque;
+    /* The source device is stopped: its completions are final. */
+    if (phase == MIG_PHASE_STOP && r->o->cq_stall && r->n == 0 &&
+        !cq_order_record(&r->cq, 1, r->vm->drv, r->src, errp)) {
+        return false;
+    }
     if (r->o->fail_round != r->n && !(r->o->fail_round < 0 && r->n == 0)) {
         return true;
     }
@@ -119,6 +129,19 @@ static bool inject(void *opaque, MigPhase phase, Error **errp)
         return false;
     }
     return true;
+}
+
+/* --aen-test: an event raised by the source daemon during pre-copy. */
+static void precopy_hook(void *opaque, TestVm *src, unsigned round)
+{
+    Round *r = opaque;
+    Error *err = NULL;
+    if (r->o->aen_test && r->n == 0 && round == 0 &&
+        !aen_raise_during(r->src, NVME_DEV_ID, &err)) {
+        fprintf(stderr, "stormig-testvm: %s\n", error_get_pretty(err));
+        error_free(err);
+        r->check_failed = true;
+    }
 }
 
 static bool open_round(Round *r, const char *src_qmp, const char *dst_qmp,
@@ -186,9 +209,11 @@ static bool one_round(Round *r, TestVm **vm, bool a_is_src, Error **errp)
     const char *dq = a_is_src ? o->dst_qmp : o->src_qmp;
     const char *ds = a_is_src ? o->dst_socket : o->src_socket;
     MigHooks h = { .opaque = r, .check = check_migratable,
+                   .precopy_round = precopy_hook,
                    .switchover = handoff_disks, .inject = inject };
     MigOptions mo = { 0 };
     MigResult res = { 0 };
+    r->vm = *vm;
     if (!open_round(r, sq, dq, errp)) {
         close_round(r, false);
         return false;
@@ -207,6 +232,24 @@ static bool one_round(Round *r, TestVm **vm, bool a_is_src, Error **errp)
     }
     close_round(r, next != NULL);
     return next != NULL;
+}
+
+/* Destination of round 0: trace the stalled queue before it is
+ * consumed again; ask for the events that travelled in the device. */
+static void after_first_round(Round *r, TestVm *vm)
+{
+    Error *err = NULL;
+    if (r->n != 0) {
+        return;
+    }
+    if (r->o->cq_stall) {
+        cq_order_watch(&r->cq, vm->drv);
+    }
+    if (r->o->aen_test && !aen_verify(vm->drv, &err)) {
+        fprintf(stderr, "stormig-testvm: %s\n", error_get_pretty(err));
+        error_free(err);
+        r->check_failed = true;
+    }
 }
 
 int cmd_migrate_test(const CliOptions *o)
@@ -231,12 +274,18 @@ int cmd_migrate_test(const CliOptions *o)
         vm->drv->st->q[1].stalled = 1;
     }
     workload_run(vm->wl, o->round_ms);
+    if (o->aen_test && !aen_raise_before(vm->drv, &err)) {
+        fprintf(stderr, "stormig-testvm: %s\n", error_get_pretty(err));
+        error_free_or_null(&err);
+        r.check_failed = true;
+    }
     for (r.n = 0; r.n < (int)o->rounds; r.n++) {
         bool want_fail = expect_failure(o, r.n);
         expected += want_fail;
         if (one_round(&r, &vm, a_is_src, &err)) {
             migrations++;
             a_is_src = !a_is_src;
+            after_first_round(&r, vm);
         } else {
             r.failures += want_fail;
             if (!want_fail || strstr(error_get_pretty(err), "refused")) {
@@ -252,6 +301,10 @@ int cmd_migrate_test(const CliOptions *o)
         workload_run(vm->wl, o->round_ms);
     }
     int rc = report_final(vm, migrations, expected, r.failures);
+    if ((o->cq_stall && !cq_order_report(&r.cq)) || r.check_failed) {
+        printf("migration checks: FAIL\n");
+        rc = 1;
+    }
     testvm_free(vm);
     return rc;
 }

@@ -36,7 +36,7 @@ int cmd_run(const CliOptions *o)
     if (o->transport && strcmp(o->transport, "vhost-user") == 0) {
         return cmd_run_vhost(o);
     }
-    Transport *t = transport_vfu_connect(o->socket, &err);
+    Transport *t = transport_vfu_connect_opts(o->socket, o->dma_no_fd, &err);
     TestVm *vm = t ? testvm_boot(t, &o->vm, &err) : NULL;
     if (!vm) {
         fprintf(stderr, "stormig-testvm: %s\n", error_get_pretty(err));
@@ -48,6 +48,10 @@ int cmd_run(const CliOptions *o)
     }
     workload_run(vm->wl, o->seconds * 1000);
     vm->drv->st->q[1].stalled = 0;
+    if (t->ops->dma_requests) {
+        printf("device DMA requests answered: %llu\n",
+               (unsigned long long)t->ops->dma_requests(t));
+    }
     int rc = report_final(vm, 0, 0, 0);
     testvm_free(vm);
     return rc;

@@ -25,7 +25,7 @@ enum {
     O_SOCKET = 256, O_SRC_SOCKET, O_DST_SOCKET, O_SRC_QMP, O_DST_QMP, O_MEM,
     O_QUEUES, O_QD, O_CQ, O_NS, O_SECONDS, O_ROUNDS, O_ROUND_MS, O_FAIL_AT,
     O_FAIL_ROUND, O_DST_FAIL, O_CQ_STALL, O_BLOCKS, O_WRITE_PCT, O_WRR,
-    O_TRANSPORT, O_RUNTIME_MS, O_RAMP_MS, O_SQ,
+    O_TRANSPORT, O_RUNTIME_MS, O_RAMP_MS, O_SQ, O_DMA_NO_FD, O_AEN_TEST,
 };
 
 static const struct option long_opts[] = {
@@ -53,6 +53,8 @@ static const struct option long_opts[] = {
     { "runtime-ms", required_argument, NULL, O_RUNTIME_MS },
     { "ramp-ms", required_argument, NULL, O_RAMP_MS },
     { "sq-entries", required_argument, NULL, O_SQ },
+    { "dma-no-fd", no_argument, NULL, O_DMA_NO_FD },
+    { "aen-test", no_argument, NULL, O_AEN_TEST },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -72,7 +74,12 @@ static void usage(void)
 "      precopy, stop, stop-copy, resume or switchover\n"
 "  --dst-fail [--fail-round N]: the destination daemon quits after\n"
 "      STOP_COPY\n"
-"  --cq-stall: queue 1 stops consuming completions before round 0\n"
+"  --cq-stall: queue 1 stops consuming completions before round 0;\n"
+"      migrate-test checks they arrive in the order the device made them\n"
+"  --dma-no-fd (run): map guest memory without its fd; the device\n"
+"      reads and writes it with vfio-user DMA_READ / DMA_WRITE requests\n"
+"  --aen-test (migrate-test): raise an async event before round 0 and\n"
+"      one during its pre-copy; both must arrive on the destination\n"
 "  --wrr: weighted round robin arbitration (CC.AMS)\n"
 "  --sq-entries N (qd+1): NVMe I/O queue size\n"
 "  --transport vfio-user|vhost-user (run, bench): NVMe over vfio-user or\n"
@@ -99,6 +106,8 @@ static bool set_opt(CliOptions *o, int c, const char *a)
     case O_DST_QMP: o->dst_qmp = a; return true;
     case O_DST_FAIL: o->dst_fail = true; return true;
     case O_CQ_STALL: o->cq_stall = true; return true;
+    case O_DMA_NO_FD: o->dma_no_fd = true; return true;
+    case O_AEN_TEST: o->aen_test = true; return true;
     case O_WRR: o->vm.nvme.wrr = true; return true;
     case O_TRANSPORT:
         o->transport = a;

@@ -71,6 +71,10 @@ typedef struct NvmeDrv {
     GuestMem *gm;
     NvmeDrvState *st;
     BlockDrvOps ops;                /* for the workload, opaque = drv */
+    /* Host-side tracing (tests): every CQE the driver consumes, in the
+     * order it consumes them (may be NULL). */
+    void (*cqe_trace)(void *opaque, unsigned qid, const NvmeCqe *cqe);
+    void *trace_opaque;
 } NvmeDrv;
 
 typedef struct NvmeDrvConfig {
@@ -104,6 +108,10 @@ void nvme_drv_poll_admin(NvmeDrv *drv);
 /* BAR0 doorbell of queue qid (cq: completion head). */
 bool nvme_drv_doorbell(NvmeDrv *drv, uint16_t qid, bool cq, uint32_t value,
                        Error **errp);
+/* Copies up to max CQEs of queue qid that the controller posted and the
+ * driver has not consumed yet, in ring order (nothing is consumed). */
+unsigned nvme_drv_peek_cqes(const NvmeDrv *drv, unsigned qid, NvmeCqe *out,
+                            unsigned max);
 /* Outstanding commands over all I/O queues. */
 unsigned nvme_drv_outstanding(const NvmeDrv *drv);
 

@@ -140,6 +140,9 @@ unsigned drv_reap(NvmeDrv *drv, unsigned qid, DrvCqeFunc *fn, void *opaque)
     }
     while (next_cqe(drv, q, &c)) {
         n++;
+        if (drv->cqe_trace) {
+            drv->cqe_trace(drv->trace_opaque, qid, &c);
+        }
         DrvSlot *slot = take_slot(drv, qid, &c);
         if (slot) {
             fn(drv, opaque, slot, &c);
@@ -150,6 +153,29 @@ unsigned drv_reap(NvmeDrv *drv, unsigned qid, DrvCqeFunc *fn, void *opaque)
         Error *err = NULL;
         if (!nvme_drv_doorbell(drv, (uint16_t)qid, true, q->cq_head, &err)) {
             error_report_err(err);
+        }
+    }
+    return n;
+}
+
+unsigned nvme_drv_peek_cqes(const NvmeDrv *drv, unsigned qid, NvmeCqe *out,
+                            unsigned max)
+{
+    const DrvQueue *q = &drv->st->q[qid];
+    uint16_t head = q->cq_head;
+    uint8_t phase = q->phase;
+    unsigned n = 0;
+    while (n < max && n < q->cq_size) {
+        uint64_t gpa = q->cq_gpa + (uint64_t)head * sizeof(NvmeCqe);
+        memcpy(&out[n], gm_ptr(drv->gm, gpa, sizeof(NvmeCqe)),
+               sizeof(NvmeCqe));
+        if ((out[n].status & 1) != phase) {
+            break;
+        }
+        n++;
+        if (++head == q->cq_size) {
+            head = 0;
+            phase ^= 1;
         }
     }
     return n;

@@ -1,7 +1,10 @@
 /*
  * The vfio-user transport (QEMU docs/interop/vfio-user.rst): guest memory
- * mapped with its memfd, MSI-X through eventfds (SET_IRQS) after enabling
- * it in the device's PCI config space, and the v2 migration protocol.
+ * mapped with its memfd (or, with map_without_fd, without one: the device
+ * then reads and writes it with DMA_READ / DMA_WRITE requests, answered
+ * while this VM waits for a reply or for interrupts), MSI-X through
+ * eventfds (SET_IRQS) after enabling it in the device's PCI config space,
+ * and the v2 migration protocol.
  */
 #include "transport.h"
 
@@ -12,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "util/log.h"
 #include "vfio-user/vfu-client.h"
 
 #define PCI_CAP_PTR     0x34
@@ -24,6 +28,7 @@ typedef struct VfuTransport {
     VfuClient *c;
     int irq_fds[64 + 1];
     unsigned nvec;
+    bool map_without_fd;
 } VfuTransport;
 
 static VfuTransport *vt(Transport *t)
@@ -33,9 +38,13 @@ static VfuTransport *vt(Transport *t)
 
 static bool vfu_map(Transport *t, GuestMem *gm, Error **errp)
 {
+    uint32_t prot = VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE;
     t->gm = gm;
-    return vfu_client_dma_map(vt(t)->c, 0, gm->size, gm->fd, 0,
-                              VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE, errp);
+    if (vt(t)->map_without_fd) {
+        return vfu_client_dma_map_mem(vt(t)->c, 0, gm->size, gm->base, prot,
+                                      errp);
+    }
+    return vfu_client_dma_map(vt(t)->c, 0, gm->size, gm->fd, 0, prot, errp);
 }
 
 static bool vfu_rd(Transport *t, unsigned region, uint64_t off, void *buf,
@@ -135,15 +144,26 @@ static bool vfu_setup_irqs(Transport *t, unsigned nvec, Error **errp)
                                        v->irq_fds, errp);
 }
 
+/* Waits for interrupts; answers the device's DMA requests meanwhile (the
+ * socket is part of the wait). */
 static unsigned vfu_wait(Transport *t, int timeout_ms)
 {
     VfuTransport *v = vt(t);
-    struct pollfd pfd[64 + 1];
+    struct pollfd pfd[64 + 2];
     for (unsigned i = 0; i < v->nvec; i++) {
         pfd[i] = (struct pollfd){ .fd = v->irq_fds[i], .events = POLLIN };
     }
-    if (poll(pfd, v->nvec, timeout_ms) <= 0) {
+    pfd[v->nvec] = (struct pollfd){ .fd = vfu_client_fd(v->c),
+                                    .events = POLLIN };
+    if (poll(pfd, v->nvec + 1, timeout_ms) <= 0) {
         return 0;
+    }
+    if (pfd[v->nvec].revents) {
+        Error *err = NULL;
+        if (vfu_client_serve(v->c, 0, &err) < 0) {
+            log_ratelimited(LOG_ERROR, "testvm: %s", error_get_pretty(err));
+            error_free(err);
+        }
     }
     unsigned n = 0;
     for (unsigned i = 0; i < v->nvec; i++) {
@@ -155,6 +175,11 @@ static unsigned vfu_wait(Transport *t, int timeout_ms)
     }
     t->irqs += n;
     return n;
+}
+
+static uint64_t vfu_dma_requests(Transport *t)
+{
+    return vfu_client_dma_requests(vt(t)->c);
 }
 
 static bool vfu_mig_state(Transport *t, VfuMigState state, Error **errp)
@@ -226,6 +251,7 @@ static const TransportOps vfu_ops = {
     .region_write = vfu_wr,
     .setup_irqs = vfu_setup_irqs,
     .wait_irqs = vfu_wait,
+    .dma_requests = vfu_dma_requests,
     .mig_set_state = vfu_mig_state,
     .mig_read = vfu_mig_read,
     .mig_write = vfu_mig_write,
@@ -237,12 +263,19 @@ static const TransportOps vfu_ops = {
 
 Transport *transport_vfu_connect(const char *path, Error **errp)
 {
+    return transport_vfu_connect_opts(path, false, errp);
+}
+
+Transport *transport_vfu_connect_opts(const char *path, bool map_without_fd,
+                                      Error **errp)
+{
     VfuTransport *v = calloc(1, sizeof(*v));
     if (!v) {
         error_setg(errp, "out of memory");
         return NULL;
     }
     v->parent.ops = &vfu_ops;
+    v->map_without_fd = map_without_fd;
     v->c = vfu_client_connect(path, errp);
     if (!v->c || !vfu_client_negotiate(v->c, errp)) {
         error_prepend(errp, "vfio-user %s: ", path);

@@ -34,6 +34,9 @@ typedef struct TransportOps {
     /* Waits up to timeout_ms for an interrupt (or for the in-process
      * device to make progress); returns the number of interrupts seen. */
     unsigned (*wait_irqs)(Transport *t, int timeout_ms);
+    /* Guest memory accesses the device made by asking the VM (vfio-user
+     * DMA_READ / DMA_WRITE) so far (optional). */
+    uint64_t (*dma_requests)(Transport *t);
 
     /* Migration, device side. */
     bool (*mig_set_state)(Transport *t, VfuMigState state, Error **errp);
@@ -63,7 +66,11 @@ bool transport_w32(Transport *t, uint64_t off, uint32_t v, Error **errp);
 bool transport_w64(Transport *t, uint64_t off, uint64_t v, Error **errp);
 void transport_close(Transport *t);
 
-/* vfio-user client transport on a unix socket (transport-vfu.c). */
+/* vfio-user client transport on a unix socket (transport-vfu.c). With
+ * map_without_fd, guest memory is mapped without its fd and the device
+ * reaches it through DMA_READ / DMA_WRITE requests. */
 Transport *transport_vfu_connect(const char *path, Error **errp);
+Transport *transport_vfu_connect_opts(const char *path, bool map_without_fd,
+                                      Error **errp);
 
 #endif
