@@ -75,19 +75,35 @@ def run_case(args, name):
                "--dst-socket", b.path("sock"), "--src-qmp", a.path("qmp"),
                "--dst-qmp", b.path("qmp"), "--round-ms", "150"] + common
         cmd += CASES[name]
+    ok = False
     try:
         time.sleep(0.3)
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=50)
         print(r.stdout)
         print(r.stderr, file=sys.stderr)
-        return check(name, r)
+        ok = check(name, r) and "runtime error:" not in r.stderr
     finally:
         a.stop()
         b.stop()
+        ok = daemons_clean(wd) and ok
         if os.environ.get("TESTVM_KEEP"):
             print("kept", wd)
         else:
             shutil.rmtree(wd, ignore_errors=True)
+    return ok
+
+
+def daemons_clean(wd):
+    """A sanitizer report in a daemon's log fails the test (ASan builds;
+    UBSan goes on running after its report)."""
+    clean = True
+    for name in ("A", "B"):
+        with open(os.path.join(wd, name + ".log"), errors="replace") as f:
+            log = f.read()
+        if "AddressSanitizer" in log or "runtime error:" in log:
+            print(f"daemon {name} reported a sanitizer error:\n{log}")
+            clean = False
+    return clean
 
 
 def check(name, r):
