@@ -122,6 +122,33 @@ static void test_workload_verifies(void **state)
     testvm_free(vm);
 }
 
+/* The driver catches a completion doubled by the device: a second CQE
+ * for a cid that already completed is a protocol error, and nothing is
+ * handed to the workload twice. */
+static void test_detects_double_completion(void **state)
+{
+    Fixture *f = *state;
+    TestVm *vm = boot(f, 1, 8, 0, 64);
+    workload_run(vm->wl, 100);
+    assert_true(workload_drain(vm->wl, 2000));
+    DrvQueue *q = &vm->drv->st->q[1];
+    uint64_t completed = q->completed;
+    assert_true(completed > 0);
+    /* The last CQE the device posted, written again as the next one. */
+    uint16_t last = (uint16_t)((q->cq_head + q->cq_size - 1) % q->cq_size);
+    uint8_t phase = q->cq_head == 0 ? (uint8_t)!q->phase : q->phase;
+    NvmeCqe *ring = gm_ptr(vm->gm, q->cq_gpa, q->cq_size * sizeof(NvmeCqe));
+    NvmeCqe dup = ring[last];
+    assert_int_equal(dup.status & 1, phase);
+    dup.status = (uint16_t)((dup.status & ~1u) | q->phase);
+    ring[q->cq_head] = dup;
+    workload_step(vm->wl);
+    assert_int_equal(vm->drv->st->errors, 1);
+    assert_int_equal(q->completed, completed);
+    assert_int_equal(workload_stats(vm->wl)->verify_errors, 0);
+    testvm_free(vm);
+}
+
 static void test_detects_corruption(void **state)
 {
     Fixture *f = *state;
@@ -293,6 +320,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_workload_verifies, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_detects_double_completion,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_detects_corruption, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_migrate_back_and_forth, setup,
