@@ -134,9 +134,16 @@ ScsiPrSnoop scsi_pr_snoop(ScsiPrState *st, const ScsiPrOut *cmd)
         return snoop_register(st, cmd);
     case SCSI_PROUT_REGISTER_AND_IGNORE:
         return snoop_register(st, cmd);
-    case SCSI_PROUT_RESERVE:
-        /* 5.13.9: succeeds only for the registered key. */
-        return set_state(st, st->key ? st->key : cmd->res_key, cmd->type);
+    case SCSI_PROUT_RESERVE: {
+        /* 5.13.9: succeeds only for the registered key. A LUN that claims
+         * success for key 0 (never registered) is not believed: the
+         * state would name a reservation without a registration. */
+        uint64_t key = st->key ? st->key : cmd->res_key;
+        if (key == 0) {
+            return SCSI_PR_SNOOP_UNCHANGED;
+        }
+        return set_state(st, key, cmd->type);
+    }
     case SCSI_PROUT_RELEASE:
         return set_state(st, st->key, SCSI_PR_TYPE_NONE);   /* 5.13.11.2 */
     case SCSI_PROUT_CLEAR:
@@ -149,7 +156,10 @@ ScsiPrSnoop scsi_pr_snoop(ScsiPrState *st, const ScsiPrOut *cmd)
         return SCSI_PR_SNOOP_READ_BACK;
     case SCSI_PROUT_REPLACE_LOST_RESERVATION:
         /* SPC-5 5.14.11: registered with the service action key, holding
-         * a reservation of the given type. */
+         * a reservation of the given type (key 0 cannot hold one). */
+        if (cmd->sa_key == 0) {
+            return SCSI_PR_SNOOP_UNCHANGED;
+        }
         return set_state(st, cmd->sa_key, cmd->type);
     default:
         return SCSI_PR_SNOOP_UNCHANGED;

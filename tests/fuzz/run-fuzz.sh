@@ -6,4 +6,5 @@ exe=$1 corpus=$2 work=$3
 mkdir -p "$work/new" "$work/artifacts"
 exec "$exe" "$work/new" "$corpus" \
     -max_total_time="${FUZZ_SECONDS:-15}" -timeout=10 -rss_limit_mb=2048 \
+    -error_exitcode=1 -timeout_exitcode=1 \
     -print_final_stats=1 -artifact_prefix="$work/artifacts/"

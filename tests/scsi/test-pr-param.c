@@ -304,6 +304,15 @@ static void test_snoop_sequence(void **state)
     assert_int_equal(snoop(&st, SCSI_PROUT_REGISTER_AND_MOVE, 1, 0x77, 9),
                      SCSI_PR_SNOOP_UNCHANGED);
     assert_int_equal(st.key, 0x77);
+    /* A "successful" reservation without any registration (a LUN that
+     * lies) never yields a reservation held under key 0. */
+    ScsiPrState none = { 0 };
+    assert_int_equal(snoop(&none, SCSI_PROUT_RESERVE, 3, 0, 0),
+                     SCSI_PR_SNOOP_UNCHANGED);
+    assert_int_equal(snoop(&none, SCSI_PROUT_REPLACE_LOST_RESERVATION, 3, 0,
+                           0), SCSI_PR_SNOOP_UNCHANGED);
+    assert_true(scsi_pr_state_valid(&none));
+    assert_int_equal(none.type, 0);
 }
 
 static void test_snoop_preempt_read_back(void **state)
