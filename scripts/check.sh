@@ -14,6 +14,7 @@ JOBS=$(nproc)
 
 passed=0
 failed=0
+skipped=0
 failures=""
 
 # meson writes testlog.json, one JSON object per test.
@@ -23,7 +24,8 @@ count_results() {
     p=$(grep -c '"result": "OK"' "$log" || true)
     s=$(grep -c '"result": "SKIP"' "$log" || true)
     f=$(grep -Ec '"result": "(FAIL|TIMEOUT|ERROR|UNEXPECTEDPASS)"' "$log" || true)
-    passed=$((passed + p + s))
+    passed=$((passed + p))
+    skipped=$((skipped + s))
     failed=$((failed + f))
     if [ "$f" != 0 ]; then
         failures="$failures $(python3 -c '
@@ -85,5 +87,5 @@ echo
 if [ -n "$failures" ]; then
     echo "failed:$failures"
 fi
-echo "check: $passed passed, $failed failed"
+echo "check: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]
