@@ -8,7 +8,8 @@
  *            [,dirty-log=on|off]
  *
  * dirty-log=off offers neither VHOST_F_LOG_ALL nor LOG_SHMFD, so QEMU
- * refuses to migrate the VM ("vhost lacks VHOST_F_LOG_ALL").
+ * refuses to migrate the VM (QEMU 7.2: "Migration disabled: vhost-user
+ * backend lacks VHOST_USER_PROTOCOL_F_LOG_SHMFD feature.").
  */
 #ifndef STORMIG_VHOST_USER_VHOST_USER_SCSI_H
 #define STORMIG_VHOST_USER_VHOST_USER_SCSI_H
