@@ -7,7 +7,9 @@
 # downtime, the device-state size, who owns the disk before and after, and
 # what the destination found when it read every block back. Then saves the
 # destination's state to a file, shows it with stormig-analyze, and
-# restores it into a third process.
+# restores it into a third process. Finally a real QEMU guest whose SCSI
+# disks stormigd serves over vhost-user migrates to a second QEMU+stormigd
+# pair while fio verifies its disks (tests/guest/demo_vm_migration.py).
 #
 # Usage: scripts/demo.sh BUILD_DIR
 set -eu
@@ -157,13 +159,23 @@ echo "restored: $(field restored query-status status)," \
 
 errors=$(( $(field destination query-devices 0.verify-errors) +
            $(field restored query-devices 0.verify-errors) ))
-echo
-if [ "$errors" = 0 ]; then
-    echo "demo: OK"
-else
+if [ "$errors" != 0 ]; then
     echo "demo: $errors verify errors"
     exit 1
 fi
+
+echo
+echo "== SCSI over vhost-user: a QEMU VM migrated between two" \
+     "QEMU+stormigd pairs under fio verify"
+if ! python3 "$ROOT/tests/guest/demo_vm_migration.py" \
+        --stormigd "$STORMIGD" \
+        --build-script "$ROOT/scripts/build-guest.sh" \
+        --image-dir "$BUILD/tests/guest/image" --work-dir "$WORK/vm"; then
+    echo "demo: the VM migration failed (logs were in $WORK/vm)"
+    exit 1
+fi
+echo
+echo "demo: OK"
 
 # ---- NVMe over vfio-user -------------------------------------------------
 # A small VM (stormig-testvm) drives an NVMe controller served by one
