@@ -18,5 +18,7 @@ void daemon_blockdev_close_all(void);
 
 /* The QMP commands of the daemon (run state, block, devices, migration). */
 void daemon_register_qmp_commands(EventLoop *loop);
+/* scsi-block's commands (qmp-scsi.c; only built with libiscsi). */
+void daemon_register_scsi_qmp_commands(void);
 
 #endif

@@ -5,6 +5,9 @@
 #include "migration/migration.h"
 #include "migration/runstate.h"
 #include "monitor/monitor.h"
+#ifdef CONFIG_LIBISCSI
+#include "scsi/scsi-pr-journal.h"
+#endif
 #include "util/log.h"
 
 #include <getopt.h>
@@ -34,7 +37,7 @@ typedef struct Options {
 
 enum {
     OPT_BLOCKDEV = 256, OPT_DEVICE, OPT_MONITOR, OPT_INCOMING, OPT_NAME,
-    OPT_LOG_LEVEL, OPT_COMPAT, OPT_DEBUG_LOAD_DELAY,
+    OPT_LOG_LEVEL, OPT_COMPAT, OPT_DEBUG_LOAD_DELAY, OPT_PR_JOURNAL,
 };
 
 static const struct option long_options[] = {
@@ -45,6 +48,7 @@ static const struct option long_options[] = {
     { "name", required_argument, NULL, OPT_NAME },
     { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
     { "compat-version", required_argument, NULL, OPT_COMPAT },
+    { "pr-journal", required_argument, NULL, OPT_PR_JOURNAL },
     /* Testing aid, not in --help: delays loading incoming state. */
     { "debug-load-delay-ms", required_argument, NULL, OPT_DEBUG_LOAD_DELAY },
     { "help", no_argument, NULL, 'h' },
@@ -67,6 +71,9 @@ static void usage(void)
 "  --name NAME                   tag for log lines\n"
 "  --log-level error|warn|info|debug\n"
 "  --compat-version X.Y          behave like release X.Y\n"
+"  --pr-journal DIR              reservation journals of scsi-block LUNs\n"
+"                                without pr-journal= (default\n"
+"                                /var/lib/stormig/pr)\n"
 "  -h, --help                    this text\n"
 "  -V, --version                 print the version\n");
 }
@@ -104,6 +111,23 @@ static bool parse_compat(const char *s)
     return true;
 }
 
+/* Daemon-wide, so that two daemons on one host can keep their journals
+ * apart without a property on every LUN (docs/migrate-pr.md). */
+static bool set_pr_journal(const char *dir)
+{
+    if (!*dir) {
+        fprintf(stderr, "stormigd: --pr-journal needs a directory\n");
+        return false;
+    }
+#ifdef CONFIG_LIBISCSI
+    scsi_pr_journal_set_default_dir(dir);
+    return true;
+#else
+    fprintf(stderr, "stormigd: --pr-journal: built without scsi-block\n");
+    return false;
+#endif
+}
+
 static bool parse_value_option(int c, const char *arg, Options *o)
 {
     LogLevel level;
@@ -132,6 +156,8 @@ static bool parse_value_option(int c, const char *arg, Options *o)
         return true;
     case OPT_COMPAT:
         return parse_compat(arg);
+    case OPT_PR_JOURNAL:
+        return set_pr_journal(arg);
     case OPT_DEBUG_LOAD_DELAY:
         if (!parse_u64(arg, &v) || v > 600000) {
             fprintf(stderr, "stormigd: bad delay '%s'\n", arg);

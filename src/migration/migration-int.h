@@ -34,6 +34,15 @@ typedef enum MigStep {
     MIG_STEP_FINISHED,
 } MigStep;
 
+/* src: the VMM ran the VM again after our handoff completed (its own
+ * migration failed late); see mig_src_vmm_changed. */
+typedef enum MigLateRecovery {
+    MIG_LATE_NONE,
+    MIG_LATE_PENDING,               /* posted to the main loop */
+    MIG_LATE_RESUMED,               /* disks and reservations taken back */
+    MIG_LATE_REFUSED,               /* could not take them: still stopped */
+} MigLateRecovery;
+
 typedef struct MigState {
     EventLoop *loop;
     MigRole role;
@@ -51,6 +60,9 @@ typedef struct MigState {
     bool disks_given_up;            /* src: inactivated for this run */
     uint64_t start_ns, setup_done_ns, stop_ns, end_ns;
     uint64_t vmm_wait_ns;           /* src: HELLO done -> VMM stopped */
+    MigLateRecovery late;
+    uint64_t late_ns;               /* src: taking everything back */
+    char *late_error;               /* src: why it was refused */
     bool downtime_valid;
     uint64_t device_state_size;
     uint64_t transferred;

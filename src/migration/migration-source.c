@@ -159,6 +159,67 @@ static bool src_wait_vmm(Error **errp)
     return src_send_state(errp);
 }
 
+/* The VMM runs the VM here again after our handoff completed: its own
+ * migration failed late (e.g. the destination died after it took the
+ * disks and the reservations). Take everything back before a request is
+ * served: vm_start takes the images (their locks prove the destination
+ * let go; a live destination keeps them and we refuse), runs the devices'
+ * activation (scsi-block: verify, REGISTER, PREEMPT back) and only then
+ * starts the devices. */
+static void src_late_recover(void *opaque)
+{
+    Error *err = NULL;
+    if (mig.late != MIG_LATE_PENDING) {
+        return;
+    }
+    if (runstate_get() != RUN_STATE_POSTMIGRATE) {
+        mig.late = MIG_LATE_NONE;       /* 'cont' got there first */
+        return;
+    }
+    uint64_t started = clock_ns();
+    if (!vm_start(&err)) {
+        error_prepend(&err, "the VMM runs the VM here again after the "
+                      "device handoff, but taking the disks back failed: ");
+        mig.late = MIG_LATE_REFUSED;
+        mig.late_error = strdup(error_get_pretty(err));
+        log_error("migration: %s; the devices stay stopped until 'cont'",
+                  error_get_pretty(err));
+        error_free(err);
+        return;
+    }
+    mig.late_ns = clock_ns() - started;
+    mig.late = MIG_LATE_RESUMED;
+    log_info("migration: the VMM's migration failed after the device "
+             "handoff; disks and reservations taken back in %.3f ms, "
+             "running again", (double)mig.late_ns / 1e6);
+    /* The VM did not move after all. Keep the handoff's timing. */
+    error_setg(&err, "the VMM's migration failed after the device handoff; "
+               "the source took its disks back and runs the VM");
+    mig_set_error(err);
+    error_free(err);
+    uint64_t end = mig.end_ns;
+    mig_set_status(MIGRATION_STATUS_FAILED);
+    mig.end_ns = end;
+}
+
+static void src_late_failure(Device *dev)
+{
+    if (!mig.was_running) {
+        log_ratelimited(LOG_WARN, "migration: the VMM restarted device '%s' "
+                        "after the handoff, but the VM was not running "
+                        "before it: it stays stopped until 'cont'", dev->id);
+        return;
+    }
+    log_warn("migration: the VMM restarted device '%s' after the disks were "
+             "handed over: its migration failed; taking the disks back",
+             dev->id);
+    mig.late = MIG_LATE_PENDING;
+    /* Not from inside the vhost-user message that started the ring. */
+    if (!loop_post(mig.loop, src_late_recover, NULL)) {
+        src_late_recover(NULL);
+    }
+}
+
 /* A device's VMM started or stopped its data path. */
 void mig_src_vmm_changed(Device *dev)
 {
@@ -183,11 +244,9 @@ void mig_src_vmm_changed(Device *dev)
                    "switchover completed", dev->id);
         mig_src_fail(err, false);
     } else if (mig.status == MIGRATION_STATUS_COMPLETED && !stopped &&
-               runstate_get() == RUN_STATE_POSTMIGRATE) {
-        log_ratelimited(LOG_WARN, "migration: the VMM restarted device '%s' "
-                        "after the disks were handed over; it stays stopped "
-                        "until 'cont' (once the destination released the "
-                        "disks)", dev->id);
+               runstate_get() == RUN_STATE_POSTMIGRATE &&
+               mig.late == MIG_LATE_NONE) {
+        src_late_failure(dev);
     }
 }
 

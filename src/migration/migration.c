@@ -94,6 +94,10 @@ void mig_begin(MigRole role)
     mig.was_running = false;
     mig.vmm_stop = false;
     mig.vmm_wait_ns = 0;
+    mig.late = MIG_LATE_NONE;
+    mig.late_ns = 0;
+    free(mig.late_error);
+    mig.late_error = NULL;
     mig.disks_given_up = false;
     mig.start_ns = clock_ns();
     mig.setup_done_ns = mig.stop_ns = mig.end_ns = 0;
@@ -246,11 +250,36 @@ void migration_shutdown(void)
     mig_stop_listening();
     free(mig.error_desc);
     mig.error_desc = NULL;
+    free(mig.late_error);
+    mig.late_error = NULL;
 }
 
 static double ns_to_ms(uint64_t ns)
 {
     return (double)ns / 1e6;
+}
+
+/* The source's answer to a VMM that ran the VM again after the handoff. */
+static void mig_late_query(json_object *o)
+{
+    static const char *const names[] = {
+        [MIG_LATE_PENDING] = "pending",
+        [MIG_LATE_RESUMED] = "resumed",
+        [MIG_LATE_REFUSED] = "refused",
+    };
+    if (mig.late == MIG_LATE_NONE) {
+        return;
+    }
+    json_object_object_add(o, "late-recovery",
+                           json_object_new_string(names[mig.late]));
+    if (mig.late == MIG_LATE_RESUMED) {
+        json_object_object_add(o, "late-recovery-time",
+                               json_object_new_double(ns_to_ms(mig.late_ns)));
+    }
+    if (mig.late_error) {
+        json_object_object_add(o, "late-recovery-error",
+                               json_object_new_string(mig.late_error));
+    }
 }
 
 json_object *migration_query(void)
@@ -292,5 +321,6 @@ json_object *migration_query(void)
         json_object_object_add(o, "error-desc",
             json_object_new_string(mig.error_desc));
     }
+    mig_late_query(o);
     return o;
 }

@@ -62,7 +62,12 @@ bool migration_start_outgoing(const char *uri, Error **errp);
  * the state sent and the disks handed over, as in the normal flow. If the
  * VMM starts a device again before the destination took over (its own
  * migration failed), the migration fails and the source keeps its disks
- * and resumes. migrate_cancel works at every step.
+ * and resumes. If it starts one after the handoff completed (its
+ * migration failed late, e.g. the destination died), the source takes
+ * the disks back (only when the destination released them: the image
+ * locks), runs the devices' activation (reservations are preempted back)
+ * and resumes; query-migrate then shows "late-recovery". migrate_cancel
+ * works at every step.
  */
 bool migration_start_outgoing_vmm(const char *uri, bool vmm_stop,
                                   Error **errp);

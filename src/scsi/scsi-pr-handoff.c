@@ -137,6 +137,7 @@ bool scsi_pr_activate(ScsiPr *pr, Error **errp)
         return false;
     }
     ScsiPrState st = scsi_pr_state(pr);
+    uint64_t started = clock_ns();
     if (st.key != 0 && !take_over(pr, &st, "reservation handoff", errp)) {
         error_prepend(errp, "scsi-block %s: ", pr->dev_id);
         log_error("%s", error_get_pretty(*errp));
@@ -144,9 +145,14 @@ bool scsi_pr_activate(ScsiPr *pr, Error **errp)
         return false;
     }
     if (st.key != 0) {
-        log_info("scsi-block %s: took over key 0x%" PRIx64 " with %s",
-                 pr->dev_id, st.key, st.type ? scsi_pr_type_name(st.type) :
-                 "no reservation");
+        uint64_t took = clock_ns() - started;
+        pthread_mutex_lock(&pr->lock);
+        pr->takeover_ns = took ? took : 1;
+        pthread_mutex_unlock(&pr->lock);
+        log_info("scsi-block %s: took over key 0x%" PRIx64 " with %s in "
+                 "%.3f ms", pr->dev_id, st.key, st.type ?
+                 scsi_pr_type_name(st.type) : "no reservation",
+                 (double)took / 1e6);
     }
     scsi_pr_journal_update(pr, true);
     scsi_pr_open_gate(pr, false);

@@ -44,6 +44,7 @@ struct ScsiPr {
     bool loaded_sub;                /* post_load of the subsection ran */
     ScsiPrWire loaded;
     char startup_note[512];         /* what start-up could not adopt */
+    uint64_t takeover_ns;           /* the last takeover (0: none yet) */
 
     pthread_mutex_t journal_lock;   /* one writer at a time; and: */
     bool journal_exists;

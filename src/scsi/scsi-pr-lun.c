@@ -451,6 +451,7 @@ void scsi_pr_query(ScsiPr *pr, json_object *info)
     pthread_mutex_lock(&pr->lock);
     ScsiPrState st = pr->st;
     bool active = pr->gate == PR_OPEN;
+    uint64_t takeover_ns = pr->takeover_ns;
     json_object *note = pr->startup_note[0] ?
                         json_object_new_string(pr->startup_note) : NULL;
     pthread_mutex_unlock(&pr->lock);
@@ -460,7 +461,27 @@ void scsi_pr_query(ScsiPr *pr, json_object *info)
     json_object_object_add(info, "pr-type",
                            json_object_new_string(scsi_pr_type_short(st.type)));
     json_object_object_add(info, "pr-active", json_object_new_boolean(active));
+    if (takeover_ns) {
+        json_object_object_add(info, "pr-takeover-ms",
+                               json_object_new_double(
+                                   (double)takeover_ns / 1e6));
+    }
     if (note) {
         json_object_object_add(info, "pr-startup", note);
     }
+}
+
+bool scsi_pr_probe_access(ScsiBlock *sb, bool write, uint8_t *status,
+                          Error **errp)
+{
+    /* SBC-3 5.10/5.35: TRANSFER LENGTH 0 transfers nothing and is not an
+     * error; LBA 0 is always in range. */
+    uint8_t cdb[10] = { write ? SCSI_OP_WRITE_10 : SCSI_OP_READ_10 };
+    ScsiBlockResult r;
+    if (!scsi_block_sync_command(sb, cdb, sizeof(cdb), SCSI_DIR_NONE, NULL,
+                                 0, &r, errp)) {
+        return false;
+    }
+    *status = r.status;
+    return true;
 }

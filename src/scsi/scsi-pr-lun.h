@@ -96,4 +96,15 @@ void scsi_pr_startup(ScsiPr *pr);
 
 void scsi_pr_query(ScsiPr *pr, json_object *info);
 
+/*
+ * Whether this device's own I_T nexus may read or write the LUN now: a
+ * READ(10) or WRITE(10) with TRANSFER LENGTH 0, which moves no data but
+ * is checked against the reservation like any other (SPC-4 5.13.1, table
+ * of commands allowed). *status gets the LUN's status (GOOD, RESERVATION
+ * CONFLICT, ...). Works with migrate-pr on or off. Call on the thread of
+ * the LUN's loop (the main loop while the VM is stopped).
+ */
+bool scsi_pr_probe_access(ScsiBlock *sb, bool write, uint8_t *status,
+                          Error **errp);
+
 #endif
