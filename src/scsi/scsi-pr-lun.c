@@ -477,9 +477,12 @@ bool scsi_pr_probe_access(ScsiBlock *sb, bool write, uint8_t *status,
     /* SBC-3 5.10/5.35: TRANSFER LENGTH 0 transfers nothing and is not an
      * error; LBA 0 is always in range. */
     uint8_t cdb[10] = { write ? SCSI_OP_WRITE_10 : SCSI_OP_READ_10 };
-    ScsiBlockResult r;
-    if (!scsi_block_sync_command(sb, cdb, sizeof(cdb), SCSI_DIR_NONE, NULL,
-                                 0, &r, errp)) {
+    /* The nexus that just lost its registration reports that first as a
+     * UNIT ATTENTION (SPC-4 5.13.11.2.4): the helper retries those. */
+    ScsiPrIo io = { .fn = sb_command, .opaque = sb, .who = "probe" };
+    ScsiPrResult r;
+    if (!scsi_pr_io_command(&io, cdb, sizeof(cdb), SCSI_DIR_NONE, NULL, 0,
+                            &r, errp)) {
         return false;
     }
     *status = r.status;

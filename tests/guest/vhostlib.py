@@ -114,11 +114,17 @@ class Host:
                    f"num-queues=2,dirty-log={'on' if dirty_log else 'off'}",
                    f"scsi-hd,id=hd0,drive=img0,bus=scsi0,lun=0,"
                    f"vendor={VENDOR},product={PRODUCT},serial={SERIAL}"]
+        self.initiator = f"{INITIATOR}:{name}"
         if cfg.get("lun_url"):
+            pr = cfg.get("migrate_pr")
             devices.append(f"scsi-block,id=pt0,url={cfg['lun_url']},"
-                           f"initiator-name={INITIATOR}:{name},bus=scsi0,"
-                           "lun=1")
-        args = ["--blockdev", f"driver=file,node-name=img0,"
+                           f"initiator-name={self.initiator},bus=scsi0,"
+                           "lun=1" + (f",migrate-pr={pr}" if pr else ""))
+        # Each daemon its own reservation journal: two daemons on one
+        # host must never share journal files.
+        self.pr_journal = os.path.join(wd, name + ".pr-journal")
+        args = ["--pr-journal", self.pr_journal,
+                "--blockdev", f"driver=file,node-name=img0,"
                 f"filename={cfg['image_file']},cache.direct=on"]
         for d in devices:
             args += ["--device", d]
@@ -189,8 +195,11 @@ def start_device_handoff(src, dst):
     return info
 
 
-def migrate(src, dst, timeout=180):
-    """Move the VM from Host src to Host dst (awaiting it); returns stats."""
+def migrate(src, dst, timeout=180, keep_source=False):
+    """Move the VM from Host src to Host dst (awaiting it); returns stats.
+
+    keep_source: leave the source stormigd running (postmigrate, its
+    sessions still logged in) for the caller to inspect and close."""
     start_device_handoff(src, dst)
     qemu = guestlib.migrate(src.guest, dst.guest, timeout=timeout)
     src_info = wait_migration(src.daemon, 30)
@@ -200,7 +209,8 @@ def migrate(src, dst, timeout=180):
     if dst.daemon.status() != "running":
         raise guestlib.GuestError("destination stormigd does not run")
     src.guest = None  # guestlib.migrate stopped the source QEMU
-    src.close()
+    if not keep_source:
+        src.close()
     return {
         "qemu_downtime_ms": qemu.get("downtime"),
         "qemu_total_ms": qemu.get("total-time"),
