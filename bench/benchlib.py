@@ -80,6 +80,12 @@ class Daemon:
                                      stderr=subprocess.STDOUT)
         for p in list(wait_for) + [self.qmp_path]:
             wait_path(p, self.proc)
+        # Clients connect once the daemon runs, as a VMM would.
+        deadline = time.monotonic() + 20
+        while self.qmp("query-status")["status"] != "running":
+            if time.monotonic() > deadline:
+                raise BenchError(f"stormigd {name} does not run")
+            time.sleep(0.01)
 
     @property
     def pid(self):
@@ -121,6 +127,17 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+def retried(what, fn, retries):
+    """fn() once more when it fails; the failure is kept in retries (the
+    results report it) rather than hidden."""
+    try:
+        return fn()
+    except BenchError as e:
+        retries.append({"what": what, "error": str(e)[-600:]})
+        log(f"  {what} failed, once more: {str(e).splitlines()[-1][:200]}")
+        return fn()
 
 
 def run_json_line(argv, timeout):

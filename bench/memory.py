@@ -5,7 +5,7 @@ one more device or queue is the least-squares slope over those points."""
 
 import os
 
-from benchlib import Daemon, log, run_json_line, summary
+from benchlib import Daemon, log, retried, run_json_line, summary
 
 COUNTS = (1, 2, 4)
 
@@ -22,7 +22,13 @@ def device_args(kind, i, queues, wd):
     return sock, [a for d in dev for a in ("--device", d)]
 
 
-def measure(cfg, image, kind, devices, queues):
+def measure(cfg, image, kind, devices, queues, retries):
+    return retried(f"memory {kind} {devices} devices {queues} queues",
+                   lambda: measure_once(cfg, image, kind, devices, queues),
+                   retries)
+
+
+def measure_once(cfg, image, kind, devices, queues):
     wd = cfg["workdir"]
     args = ["--blockdev", f"driver=file,node-name=img,filename={image},"
             "cache.direct=on"]
@@ -55,14 +61,16 @@ def slope(xs, ys):
 
 def run(cfg, image):
     log("memory: VmHWM of stormigd per device and per queue")
-    out = {}
+    out = {"retries": []}
     for kind in ("nvme", "vhost-scsi"):
         per_dev = {n: [] for n in COUNTS}
         per_q = {n: [] for n in COUNTS}
         for _ in range(cfg["mem_reps"]):
             for n in COUNTS:
-                per_dev[n].append(measure(cfg, image, kind, n, 1))
-                per_q[n].append(measure(cfg, image, kind, 1, n))
+                per_dev[n].append(measure(cfg, image, kind, n, 1,
+                                          out["retries"]))
+                per_q[n].append(measure(cfg, image, kind, 1, n,
+                                        out["retries"]))
         dev_med = [summary(per_dev[n])["median"] for n in COUNTS]
         q_med = [summary(per_q[n])["median"] for n in COUNTS]
         out[kind] = {

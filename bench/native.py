@@ -8,7 +8,8 @@ import json
 import os
 import subprocess
 
-from benchlib import BenchError, Daemon, log, ratios, run_json_line, summary
+from benchlib import (BenchError, Daemon, log, ratios, retried,
+                      run_json_line, summary)
 
 RWS = ("randread", "randwrite")
 QDS = (1, 32, 128)
@@ -65,30 +66,22 @@ def start_daemon(cfg, image, client):
                   wait_for=[sock]), sock
 
 
-def client_run(cfg, image, client, rw, qd, retries):
-    """One testvm run on a fresh daemon; one retry, recorded, when the
-    run fails (the failure is kept in the results)."""
-    for attempt in (1, 2):
-        d, sock = start_daemon(cfg, image, client)
-        try:
-            return testvm_run(cfg["testvm"], client, sock, rw, qd,
-                              cfg["runtime_ms"], cfg["ramp_ms"])
-        except BenchError as e:
-            if attempt == 2:
-                raise
-            retries.append({"client": client, "rw": rw, "qd": qd,
-                            "error": str(e)[-600:]})
-            log(f"  {client} {rw} qd {qd} failed, once more: "
-                f"{str(e).splitlines()[-1][:200]}")
-        finally:
-            d.stop()
+def client_run(cfg, image, client, rw, qd):
+    """One testvm run on a fresh daemon."""
+    d, sock = start_daemon(cfg, image, client)
+    try:
+        return testvm_run(cfg["testvm"], client, sock, rw, qd,
+                          cfg["runtime_ms"], cfg["ramp_ms"])
+    finally:
+        d.stop()
 
 
 def one_point(cfg, image, rw, qd, raw, retries):
     rt, ramp = cfg["runtime_ms"], cfg["ramp_ms"]
     res = {"fio": fio_run(image, rw, qd, rt, ramp)}
     for c in CLIENTS:
-        res[c] = client_run(cfg, image, c, rw, qd, retries)
+        res[c] = retried(f"{c} {rw} QD {qd}",
+                         lambda: client_run(cfg, image, c, rw, qd), retries)
     for name, r in res.items():
         raw.setdefault(name, {}).setdefault(rw, {}).setdefault(
             str(qd), []).append(r)

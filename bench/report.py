@@ -70,6 +70,8 @@ def memory_table(mem):
              "KiB per device | KiB per queue |",
              "| --- | --- | --- | ---: | ---: |"]
     for kind, m in mem.items():
+        if kind == "retries":
+            continue
         d = " / ".join(f"{m['hwm_kib_by_devices'][n]['median']:.0f}"
                        for n in ("1", "2", "4"))
         q = " / ".join(f"{m['hwm_kib_by_queues'][n]['median']:.0f}"
@@ -87,6 +89,16 @@ def goals_table(res):
             lines.append(f"| {g['goal']} | {v} | "
                          f"{'yes' if g['met'] else 'no'} |")
     return lines
+
+
+def retries_lines(res):
+    out = []
+    for sec in ("native", "memory"):
+        for r in res.get(sec, {}).get("retries", []):
+            last = r["error"].strip().splitlines()[-1][:160]
+            out.append(f"- {sec}: {r['what']} failed once and was run "
+                       f"again: `{last}`")
+    return out
 
 
 def markdown(res):
@@ -107,6 +119,9 @@ def markdown(res):
     for key, title, fn in sections:
         if key in res:
             out += ["", f"### {title}", ""] + fn(res[key])
+    retries = retries_lines(res)
+    if retries:
+        out += ["", "### Runs repeated after a failure", ""] + retries
     return "\n".join(out) + "\n"
 
 
