@@ -1,5 +1,6 @@
 /* Source side of a socket migration, one function per flow step. */
 #include "migration/migration-int.h"
+#include "block/block.h"
 #include "block/ownership.h"
 #include "device/device.h"
 #include "util/log.h"
@@ -166,6 +167,17 @@ static bool src_wait_vmm(Error **errp)
  * let go; a live destination keeps them and we refuse), runs the devices'
  * activation (scsi-block: verify, REGISTER, PREEMPT back) and only then
  * starts the devices. */
+/* Only an image's ownership lock proves the destination let go. */
+static bool late_lock_exists(void)
+{
+    for (BlockBackend *b = blk_next(NULL); b; b = blk_next(b)) {
+        if (!blk_is_read_only(b)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void src_late_recover(void *opaque)
 {
     Error *err = NULL;
@@ -177,6 +189,19 @@ static void src_late_recover(void *opaque)
         return;
     }
     uint64_t started = clock_ns();
+    if (!late_lock_exists()) {
+        error_setg(&err, "no image lock can show that the destination "
+                   "released the disks (no read-write image), so taking "
+                   "them and the reservations back could steal them from "
+                   "a live destination");
+        mig.late = MIG_LATE_REFUSED;
+        mig.late_error = strdup(error_get_pretty(err));
+        log_error("migration: the VMM runs the VM here again after the "
+                  "device handoff, but %s; the devices stay stopped until "
+                  "'cont'", error_get_pretty(err));
+        error_free(err);
+        return;
+    }
     if (!vm_start(&err)) {
         error_prepend(&err, "the VMM runs the VM here again after the "
                       "device handoff, but taking the disks back failed: ");

@@ -1,0 +1,93 @@
+"""Ten migrations in a row, back and forth between hosts "a" and "b",
+with an EXCLUSIVE ACCESS reservation held the whole time.
+
+The guest (1 vCPU) registers and reserves once, then runs fio verify on
+its scsi-block disk round after round while the VM migrates ten times.
+After every hop a third initiator sees the key registered exactly once
+with the reservation, and the stormigd just left behind, probing its own
+I_T nexus, is refused reads and writes (RESERVATION CONFLICT): the
+running side holds the reservation.  Every fio round must verify, and the
+guest's last view of the reservation must be its own key and type.
+"""
+
+import os
+import time
+
+import guestlib
+import prlib
+import tgtlib
+import vhostlib
+
+IMAGE_SIZE = 16 << 20
+LUN_SIZE = 16 << 20
+FIO_SIZE = 2 << 20
+HOPS = 10
+KEY = 0x5703100b00000001
+PRTYPE = prlib.BY_SHORT["ea"]
+
+
+def main():
+    args, image, workdir = guestlib.setup_test(__doc__)
+    img = guestlib.make_disk(os.path.join(workdir, "hd.img"), IMAGE_SIZE)
+    lun_file = os.path.join(workdir, "lun.img")
+
+    def body():
+        with tgtlib.Tgtd(workdir) as tgtd:
+            cfg = {"workdir": workdir, "image": image, "image_file": img,
+                   "stormigd": vhostlib.find_stormigd(),
+                   "lun_url": tgtd.add_lun(lun_file, size=LUN_SIZE)}
+            run(cfg)
+
+    guestlib.run_test(body)
+    os.unlink(img)
+    os.unlink(lun_file)
+
+
+def hop(cfg, src, n, pt):
+    dst = vhostlib.Host(cfg, "b" if src.name == "a" else "a", incoming=True)
+    rounds = vhostlib.fio_rounds(src.guest, pt)
+    try:
+        dst.await_incoming(src)
+        started = time.monotonic()
+        stats = vhostlib.migrate(src, dst, keep_source=True)
+        elapsed = time.monotonic() - started
+        prlib.expect_held(cfg["lun_url"], KEY, PRTYPE, f"after hop {n}")
+        prlib.expect_probe(src, "write", prlib.STATUS_CONFLICT,
+                           f"{src.name} after hop {n}")
+        prlib.expect_probe(src, "read", prlib.STATUS_CONFLICT,
+                           f"{src.name} after hop {n}")
+    except BaseException:
+        dst.close()
+        raise
+    finally:
+        src.close()
+    guestlib.wait_for(lambda: vhostlib.fio_rounds(dst.guest, pt) > rounds,
+                      90, f"a new fio round after hop {n}", interval=0.5)
+    took = prlib.device_info(dst)["pr-takeover-ms"]
+    print(f"hop {n:2} {src.name} -> {dst.name} in {elapsed:.1f}s: handoff "
+          f"{stats['handoff_downtime_ms']:.1f} ms, PR takeover {took:.1f} "
+          f"ms; {dst.name} holds, {src.name}'s nexus refused")
+    return dst
+
+
+def run(cfg):
+    host = vhostlib.Host(cfg, "a")
+    try:
+        print(f"boot to prompt {host.boot():.1f}s")
+        hd, pt = vhostlib.guest_disks(host.guest)
+        prlib.guest_register(host.guest, pt, KEY)
+        prlib.guest_reserve(host.guest, pt, KEY, PRTYPE)
+        prlib.expect_held(cfg["lun_url"], KEY, PRTYPE, "before migrating")
+        vhostlib.fio_loop_start(host.guest, [pt], FIO_SIZE)
+        for n in range(1, HOPS + 1):
+            host = hop(cfg, host, n, pt)
+        done = vhostlib.fio_loop_stop(host.guest, [pt], FIO_SIZE)
+        print(f"fio rounds verified without error: {done[pt]}")
+        prlib.guest_sees(host.guest, pt, KEY, PRTYPE)
+        host.guest.shutdown()
+    finally:
+        host.close()
+
+
+if __name__ == "__main__":
+    main()
