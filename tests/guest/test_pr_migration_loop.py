@@ -20,7 +20,7 @@ import vhostlib
 
 IMAGE_SIZE = 16 << 20
 LUN_SIZE = 16 << 20
-FIO_SIZE = 2 << 20
+FIO_SIZE = 1 << 20
 HOPS = 10
 KEY = 0x5703100b00000001
 PRTYPE = prlib.BY_SHORT["ea"]
