@@ -1,6 +1,7 @@
 """Memory: peak resident memory (VmHWM) of stormigd with 1, 2 and 4
-devices and with 1, 2 and 4 queues per device, each device driven by
-stormig-testvm for a moment first so its data path has run. The cost of
+devices and with 1, 2 and 4 queues per device, each device on its own
+small image and driven by stormig-testvm for a moment first so its data
+path has run. The cost of
 one more device or queue is the least-squares slope over those points."""
 
 import os
@@ -11,27 +12,34 @@ COUNTS = (1, 2, 4)
 
 
 def device_args(kind, i, queues, wd):
+    """Device i with a disk of its own (a small sparse image): devices do
+    not share a block node, as in a VM."""
     sock = os.path.join(wd, f"mem-{kind}{i}.sock")
+    image = os.path.join(wd, f"mem-{i}.img")
+    if not os.path.exists(image):
+        with open(image, "wb") as f:
+            f.truncate(64 << 20)
     if kind == "nvme":
-        dev = [f"nvme,id=nvme{i},socket={sock},drive=img,serial=M{i},"
+        dev = [f"nvme,id=nvme{i},socket={sock},drive=img{i},serial=M{i},"
                f"num-queues={queues}"]
     else:
         dev = [f"vhost-user-scsi,id=scsi{i},socket={sock},"
                f"num-queues={queues}",
-               f"scsi-hd,id=hd{i},drive=img,bus=scsi{i},lun=0"]
-    return sock, [a for d in dev for a in ("--device", d)]
+               f"scsi-hd,id=hd{i},drive=img{i},bus=scsi{i},lun=0"]
+    return sock, ["--blockdev", f"driver=file,node-name=img{i},"
+                  f"filename={image},cache.direct=on"] + \
+        [a for d in dev for a in ("--device", d)]
 
 
-def measure(cfg, image, kind, devices, queues, retries):
+def measure(cfg, kind, devices, queues, retries):
     return retried(f"memory {kind} {devices} devices {queues} queues",
-                   lambda: measure_once(cfg, image, kind, devices, queues),
+                   lambda: measure_once(cfg, kind, devices, queues),
                    retries)
 
 
-def measure_once(cfg, image, kind, devices, queues):
+def measure_once(cfg, kind, devices, queues):
     wd = cfg["workdir"]
-    args = ["--blockdev", f"driver=file,node-name=img,filename={image},"
-            "cache.direct=on"]
+    args = []
     socks = []
     for i in range(devices):
         sock, dargs = device_args(kind, i, queues, wd)
@@ -67,10 +75,8 @@ def run(cfg, image):
         per_q = {n: [] for n in COUNTS}
         for _ in range(cfg["mem_reps"]):
             for n in COUNTS:
-                per_dev[n].append(measure(cfg, image, kind, n, 1,
-                                          out["retries"]))
-                per_q[n].append(measure(cfg, image, kind, 1, n,
-                                        out["retries"]))
+                per_dev[n].append(measure(cfg, kind, n, 1, out["retries"]))
+                per_q[n].append(measure(cfg, kind, 1, n, out["retries"]))
         dev_med = [summary(per_dev[n])["median"] for n in COUNTS]
         q_med = [summary(per_q[n])["median"] for n in COUNTS]
         out[kind] = {
