@@ -160,13 +160,6 @@ static bool src_wait_vmm(Error **errp)
     return src_send_state(errp);
 }
 
-/* The VMM runs the VM here again after our handoff completed: its own
- * migration failed late (e.g. the destination died after it took the
- * disks and the reservations). Take everything back before a request is
- * served: vm_start takes the images (their locks prove the destination
- * let go; a live destination keeps them and we refuse), runs the devices'
- * activation (scsi-block: verify, REGISTER, PREEMPT back) and only then
- * starts the devices. */
 /* Only an image's ownership lock proves the destination let go. */
 static bool late_lock_exists(void)
 {
@@ -178,6 +171,25 @@ static bool late_lock_exists(void)
     return false;
 }
 
+/* Takes err. The devices stay stopped; 'cont' remains the way back. */
+static void late_refuse(Error *err)
+{
+    error_prepend(&err, "the VMM runs the VM here again after the device "
+                  "handoff, but ");
+    mig.late = MIG_LATE_REFUSED;
+    mig.late_error = strdup(error_get_pretty(err));
+    log_error("migration: %s; the devices stay stopped until 'cont'",
+              error_get_pretty(err));
+    error_free(err);
+}
+
+/* The VMM runs the VM here again after our handoff completed: its own
+ * migration failed late (e.g. the destination died after it took the
+ * disks and the reservations). Take everything back before a request is
+ * served: vm_start takes the images (their locks prove the destination
+ * let go; a live destination keeps them and we refuse), runs the devices'
+ * activation (scsi-block: verify, REGISTER, PREEMPT back) and only then
+ * starts the devices. */
 static void src_late_recover(void *opaque)
 {
     Error *err = NULL;
@@ -190,26 +202,16 @@ static void src_late_recover(void *opaque)
     }
     uint64_t started = clock_ns();
     if (!late_lock_exists()) {
-        error_setg(&err, "no image lock can show that the destination "
-                   "released the disks (no read-write image), so taking "
-                   "them and the reservations back could steal them from "
-                   "a live destination");
-        mig.late = MIG_LATE_REFUSED;
-        mig.late_error = strdup(error_get_pretty(err));
-        log_error("migration: the VMM runs the VM here again after the "
-                  "device handoff, but %s; the devices stay stopped until "
-                  "'cont'", error_get_pretty(err));
-        error_free(err);
+        error_setg(&err, "no read-write image has a lock that shows the "
+                   "destination released the disks: taking them and the "
+                   "reservations back could steal them from a live "
+                   "destination");
+        late_refuse(err);
         return;
     }
     if (!vm_start(&err)) {
-        error_prepend(&err, "the VMM runs the VM here again after the "
-                      "device handoff, but taking the disks back failed: ");
-        mig.late = MIG_LATE_REFUSED;
-        mig.late_error = strdup(error_get_pretty(err));
-        log_error("migration: %s; the devices stay stopped until 'cont'",
-                  error_get_pretty(err));
-        error_free(err);
+        error_prepend(&err, "taking the disks back failed: ");
+        late_refuse(err);
         return;
     }
     mig.late_ns = clock_ns() - started;
