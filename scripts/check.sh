@@ -77,7 +77,7 @@ echo "== fuzzing (${FUZZ_SECONDS}s per target)"
 if CC=clang setup "$FUZZ_BUILD" -Dfuzz=true -Db_lundef=false \
         && ninja -C "$FUZZ_BUILD" -j "$JOBS"; then
     FUZZ_SECONDS=$FUZZ_SECONDS meson test -C "$FUZZ_BUILD" \
-        --num-processes 1 --print-errorlogs --suite fuzz-run
+        --num-processes "$JOBS" --print-errorlogs --suite fuzz-run
     count_results "$FUZZ_BUILD"
 else
     step_failed fuzz-build
