@@ -400,6 +400,16 @@ static void ring_set_fd(void *opaque)
             close(q->call_fd);
         }
         q->call_fd = op->fd;
+        if (q->started) {
+            /* A running ring may have signalled completions on the old
+             * fd, or on none: QEMU starts and enables a ring before it
+             * sends the call fd, and swaps the fd when the guest masks or
+             * unmasks the queue's vector, without waiting for us and
+             * without looking at the old fd again. Interrupt once on the
+             * new fd so the driver reads the used ring; drivers handle
+             * spurious interrupts (virtio 1.2 2.7.7.2). */
+            vu_queue_call(q);
+        }
         break;
     default:
         if (q->err_fd >= 0) {

@@ -13,6 +13,7 @@ typedef struct VuQueue {
     bool started;               /* has a kick fd, until GET_VRING_BASE */
     bool enabled;               /* SET_VRING_ENABLE */
     bool draining, drained;
+    uint64_t kicks, calls, calls_without_fd;    /* statistics */
 } VuQueue;
 
 /* What a handler asks the connection to do next. */
@@ -85,6 +86,7 @@ void vu_begin_drain(VhostUserDev *dev, int index, VuCont *cont);
 void vu_finish_deferred(VhostUserDev *dev, VuResult res);
 void vu_run_data(VhostUserDev *dev, LoopFunc *fn, void *opaque);
 void vu_queue_update(VuQueue *q);
+void vu_queue_call(VuQueue *q);
 void vu_queue_teardown(VuQueue *q);
 bool vu_queue_set_kick(VuQueue *q, int fd, Error **errp);
 void vu_apply_log(void *opaque);

@@ -475,6 +475,37 @@ static bool vus_start(Device *dev, Error **errp)
     return true;
 }
 
+/* A ring's state in query-devices: where a stalled guest waits. */
+static json_object *queue_json(const VhostUserQueueInfo *q)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "started", json_object_new_boolean(q->started));
+    json_object_object_add(o, "enabled", json_object_new_boolean(q->enabled));
+    json_object_object_add(o, "running", json_object_new_boolean(q->running));
+    json_object_object_add(o, "broken", json_object_new_boolean(q->broken));
+    json_object_object_add(o, "call-fd",
+                           json_object_new_boolean(q->has_call_fd));
+    json_object_object_add(o, "num", json_object_new_int(q->num));
+    json_object_object_add(o, "last-avail-idx",
+                           json_object_new_int(q->last_avail_idx));
+    json_object_object_add(o, "used-idx", json_object_new_int(q->used_idx));
+    if (q->ready) {
+        json_object_object_add(o, "avail-idx",
+                               json_object_new_int(q->avail_idx));
+        json_object_object_add(o, "used-event",
+                               json_object_new_int(q->used_event));
+    }
+    json_object_object_add(o, "inflight",
+                           json_object_new_int((int)q->inflight));
+    json_object_object_add(o, "kicks", json_object_new_int64(
+                               (int64_t)q->kicks));
+    json_object_object_add(o, "calls", json_object_new_int64(
+                               (int64_t)q->calls));
+    json_object_object_add(o, "calls-without-fd", json_object_new_int64(
+                               (int64_t)q->calls_without_fd));
+    return o;
+}
+
 static void vus_query(Device *dev, json_object *info)
 {
     VhostUserScsi *s = (VhostUserScsi *)dev;
@@ -489,6 +520,12 @@ static void vus_query(Device *dev, json_object *info)
                                vhost_user_dev_connected(s->vu)));
     json_object_object_add(info, "rings-started", json_object_new_int(
                                (int)vhost_user_dev_rings_started(s->vu)));
+    json_object *queues = json_object_new_array();
+    VhostUserQueueInfo q;
+    for (unsigned i = 0; vhost_user_dev_queue_info(s->vu, i, &q); i++) {
+        json_object_array_add(queues, queue_json(&q));
+    }
+    json_object_object_add(info, "queues", queues);
 }
 
 /* VMM-coordinated migration: QEMU stops every ring (GET_VRING_BASE, which

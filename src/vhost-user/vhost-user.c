@@ -22,15 +22,24 @@ void vu_run_data(VhostUserDev *dev, LoopFunc *fn, void *opaque)
     iothread_run_sync(dev->cfg.iothread, fn, opaque);
 }
 
+/* Data loop: interrupts the driver through the call eventfd. */
+void vu_queue_call(VuQueue *q)
+{
+    uint64_t one = 1;
+    if (q->call_fd < 0) {
+        q->calls_without_fd++;
+        return;
+    }
+    q->calls++;
+    if (write(q->call_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+        log_ratelimited(LOG_WARN, "vhost-user: queue %u: call eventfd: %s",
+                        q->vq.index, strerror(errno));
+    }
+}
+
 static void queue_notify(VirtQueue *vq, void *opaque)
 {
-    VuQueue *q = opaque;
-    uint64_t one = 1;
-    if (q->call_fd >= 0 && write(q->call_fd, &one, sizeof(one)) < 0 &&
-        errno != EAGAIN) {
-        log_ratelimited(LOG_WARN, "vhost-user: queue %u: call eventfd: %s",
-                        vq->index, strerror(errno));
-    }
+    vu_queue_call(opaque);
 }
 
 static void queue_broken(VirtQueue *vq, void *opaque)
@@ -83,6 +92,7 @@ static void kick_readable(EventLoop *loop, int fd, int mask, void *opaque)
 {
     VuQueue *q = opaque;
     uint64_t v;
+    q->kicks++;
     if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN) {
         log_ratelimited(LOG_WARN, "vhost-user: queue %u: kick eventfd: %s",
                         q->vq.index, strerror(errno));
@@ -732,6 +742,39 @@ void vu_rings_changed(VhostUserDev *dev)
     if (dev->ops->rings_changed) {
         dev->ops->rings_changed(dev, dev->opaque);
     }
+}
+
+typedef struct QueueInfoCall {
+    VuQueue *q;
+    VhostUserQueueInfo *info;
+} QueueInfoCall;
+
+static void queue_info_data(void *opaque)
+{
+    QueueInfoCall *c = opaque;
+    const VuQueue *q = c->q;
+    const VirtQueue *vq = &q->vq;
+    *c->info = (VhostUserQueueInfo){
+        .started = q->started, .enabled = q->enabled,
+        .running = !vq->stopped, .ready = virtqueue_is_ready(vq),
+        .broken = vq->broken, .has_call_fd = q->call_fd >= 0,
+        .num = vq->num, .last_avail_idx = vq->last_avail_idx,
+        .used_idx = vq->used_idx, .avail_idx = virtqueue_avail_idx(vq),
+        .used_event = virtqueue_used_event(vq), .inflight = vq->inflight,
+        .kicks = q->kicks, .calls = q->calls,
+        .calls_without_fd = q->calls_without_fd,
+    };
+}
+
+bool vhost_user_dev_queue_info(VhostUserDev *dev, unsigned index,
+                               VhostUserQueueInfo *info)
+{
+    if (index >= dev->cfg.num_queues) {
+        return false;
+    }
+    QueueInfoCall c = { &dev->queues[index], info };
+    vu_run_data(dev, queue_info_data, &c);
+    return true;
 }
 
 unsigned vhost_user_dev_num_queues(const VhostUserDev *dev)

@@ -79,6 +79,27 @@ void vhost_user_dev_resume(VhostUserDev *dev);
  * "Starting and stopping rings"), e.g. QEMU at the end of its migration. */
 unsigned vhost_user_dev_rings_started(const VhostUserDev *dev);
 
+/* One ring as the back end sees it, for query-devices and tests. */
+typedef struct VhostUserQueueInfo {
+    bool started;               /* has a kick fd (SET_VRING_KICK) */
+    bool enabled;               /* SET_VRING_ENABLE */
+    bool running;               /* chains are popped now */
+    bool ready;                 /* rings mapped */
+    bool broken;
+    bool has_call_fd;
+    uint16_t num;
+    uint16_t last_avail_idx, used_idx;
+    uint16_t avail_idx, used_event;     /* in guest memory, when ready */
+    unsigned inflight;
+    uint64_t kicks;             /* kick eventfd reads */
+    uint64_t calls;             /* call eventfd writes */
+    uint64_t calls_without_fd;  /* notifications with no call fd */
+} VhostUserQueueInfo;
+
+/* Main loop. False when index >= num_queues. */
+bool vhost_user_dev_queue_info(VhostUserDev *dev, unsigned index,
+                               VhostUserQueueInfo *info);
+
 unsigned vhost_user_dev_num_queues(const VhostUserDev *dev);
 /* Negotiated virtio features (0 before SET_FEATURES). */
 uint64_t vhost_user_dev_features(const VhostUserDev *dev);

@@ -413,8 +413,20 @@ void virtqueue_notify(VirtQueue *vq)
     }
     vq->pushed_since_notify = false;
     if (should_notify(vq) && vq->hooks && vq->hooks->notify) {
+        vq->notifications++;
         vq->hooks->notify(vq, vq->hooks_opaque);
     }
+}
+
+uint16_t virtqueue_avail_idx(const VirtQueue *vq)
+{
+    return virtqueue_is_ready(vq) ? ld16(vq->avail + 2) : 0;
+}
+
+uint16_t virtqueue_used_event(const VirtQueue *vq)
+{
+    return virtqueue_is_ready(vq) ?
+           ld16(vq->avail + AVAIL_RING_OFF + 2u * vq->num) : 0;
 }
 
 void virtqueue_set_stopped(VirtQueue *vq, bool stopped)

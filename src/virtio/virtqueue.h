@@ -77,6 +77,8 @@ struct VirtQueue {
     bool indirect;              /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
     bool notify_on_empty;       /* VIRTIO_F_NOTIFY_ON_EMPTY negotiated */
 
+    uint64_t notifications;     /* notify hook calls (statistics) */
+
     bool broken;
     const char *broken_reason;  /* static string, set with broken */
     bool stopped;               /* pop returns nothing while set */
@@ -137,6 +139,11 @@ void virtqueue_notify(VirtQueue *vq);
 /* Stops or resumes popping. A stopped queue calls the idle hook as soon
  * as nothing is in flight (at once if already so). */
 void virtqueue_set_stopped(VirtQueue *vq, bool stopped);
+
+/* The driver's avail index and used_event as guest memory holds them
+ * now (0 when the queue is not ready); for diagnostics. */
+uint16_t virtqueue_avail_idx(const VirtQueue *vq);
+uint16_t virtqueue_used_event(const VirtQueue *vq);
 
 /* Marks the queue broken with a rate-limited log line. */
 void virtqueue_mark_broken(VirtQueue *vq, const char *reason);

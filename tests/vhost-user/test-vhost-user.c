@@ -180,7 +180,8 @@ static void set_mem_table(Fixture *f)
                                 8 + sizeof(m.regions[0]), &f->memfd, 1), 0);
 }
 
-static void setup_ring(Fixture *f, uint32_t flags, uint64_t log_gpa)
+/* SET_VRING_NUM, SET_VRING_BASE (0) and SET_VRING_ADDR of ring 0. */
+static void setup_ring_layout(Fixture *f, uint32_t flags, uint64_t log_gpa)
 {
     VhostUserVringState st = { 0, QSIZE };
     assert_int_equal(send_acked(f, VHOST_USER_SET_VRING_NUM, &st, 8, NULL, 0),
@@ -197,14 +198,31 @@ static void setup_ring(Fixture *f, uint32_t flags, uint64_t log_gpa)
     };
     assert_int_equal(send_acked(f, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a),
                                 NULL, 0), 0);
+}
+
+static void set_call(Fixture *f, int fd)
+{
     uint64_t idx = 0;
-    assert_int_equal(send_acked(f, VHOST_USER_SET_VRING_CALL, &idx, 8,
-                                &f->callfd, 1), 0);
+    assert_int_equal(send_acked(f, VHOST_USER_SET_VRING_CALL, &idx, 8, &fd,
+                                1), 0);
+}
+
+/* SET_VRING_KICK and SET_VRING_ENABLE 1: ring 0 runs. */
+static void start_ring(Fixture *f)
+{
+    uint64_t idx = 0;
     assert_int_equal(send_acked(f, VHOST_USER_SET_VRING_KICK, &idx, 8,
                                 &f->kickfd, 1), 0);
-    st.num = 1;
+    VhostUserVringState st = { 0, 1 };
     assert_int_equal(send_acked(f, VHOST_USER_SET_VRING_ENABLE, &st, 8, NULL,
                                 0), 0);
+}
+
+static void setup_ring(Fixture *f, uint32_t flags, uint64_t log_gpa)
+{
+    setup_ring_layout(f, flags, log_gpa);
+    set_call(f, f->callfd);
+    start_ring(f);
 }
 
 static void guest_submit(Fixture *f, uint64_t out_gpa, uint64_t in_gpa)
@@ -215,14 +233,28 @@ static void guest_submit(Fixture *f, uint64_t out_gpa, uint64_t in_gpa)
     assert_int_equal(write(f->kickfd, &one, 8), 8);
 }
 
-static bool wait_call(Fixture *f)
+static bool wait_eventfd(int fd, int timeout_ms)
 {
-    struct pollfd p = { .fd = f->callfd, .events = POLLIN };
-    if (poll(&p, 1, 2000) != 1) {
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    if (poll(&p, 1, timeout_ms) != 1) {
         return false;
     }
     uint64_t v;
-    return read(f->callfd, &v, 8) == 8;
+    return read(fd, &v, 8) == 8;
+}
+
+static bool wait_call(Fixture *f)
+{
+    return wait_eventfd(f->callfd, 2000);
+}
+
+/* Waits until the device pushed n chains in all. */
+static void wait_completed(Fixture *f, int n)
+{
+    for (int i = 0; i < 400 && atomic_load(&f->completed) < n; i++) {
+        usleep(5000);
+    }
+    assert_int_equal(atomic_load(&f->completed), n);
 }
 
 static uint32_t get_vring_base(Fixture *f, uint32_t index)
@@ -288,6 +320,56 @@ static void test_get_vring_base_waits_for_inflight(void **state)
     assert_int_equal(st.num, 1);
     uint32_t id, len;
     assert_true(drv_get_used(&f->drv, &id, &len));
+}
+
+/*
+ * QEMU 7.2 starts a vhost-user ring in this order: SET_VRING_KICK, then
+ * SET_VRING_ENABLE, and only then SET_VRING_CALL, without waiting for
+ * the back end in between. A guest request that completes before the
+ * call fd arrives must still interrupt the guest once it does; a guest
+ * whose SCSI scan waited for such a completion never booted.
+ */
+static void test_completion_before_call_fd(void **state)
+{
+    Fixture *f = *state;
+    negotiate(f, BIT_ULL(VIRTIO_RING_F_EVENT_IDX));
+    set_mem_table(f);
+    setup_ring_layout(f, 0, 0);
+    start_ring(f);
+    guest_submit(f, BUF_GPA, BUF_GPA + 0x1000);
+    wait_completed(f, 1);
+    assert_false(wait_eventfd(f->callfd, 0));
+    set_call(f, f->callfd);
+    assert_true(wait_call(f));
+    uint32_t id, len;
+    assert_true(drv_get_used(&f->drv, &id, &len));
+    assert_int_equal(len, 4);
+}
+
+/*
+ * When the guest masks a queue's MSI-X vector QEMU points the call fd at
+ * an eventfd of its own, and back at the guest's on unmask; it looks at
+ * its own only before sending the second SET_VRING_CALL. A completion
+ * signalled on the masked fd after that look must reach the guest's fd.
+ */
+static void test_completion_on_replaced_call_fd(void **state)
+{
+    Fixture *f = *state;
+    negotiate(f, BIT_ULL(VIRTIO_RING_F_EVENT_IDX));
+    set_mem_table(f);
+    setup_ring(f, 0, 0);
+    int masked = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    set_call(f, masked);
+    wait_eventfd(masked, 0);    /* the switch itself may signal */
+    guest_submit(f, BUF_GPA, BUF_GPA + 0x1000);
+    wait_completed(f, 1);
+    assert_true(wait_eventfd(masked, 2000));    /* QEMU already looked */
+    assert_false(wait_eventfd(f->callfd, 0));
+    set_call(f, f->callfd);
+    assert_true(wait_call(f));
+    uint32_t id, len;
+    assert_true(drv_get_used(&f->drv, &id, &len));
+    close(masked);
 }
 
 static bool page_dirty(Fixture *f, uint64_t gpa)
@@ -416,6 +498,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_request_roundtrip, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_get_vring_base_waits_for_inflight,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_completion_before_call_fd,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_completion_on_replaced_call_fd,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_dirty_log, setup, teardown),
         cmocka_unit_test(test_no_dirty_log_offered),
