@@ -162,6 +162,7 @@ set xlabel 'queue depth'
 set ylabel 'IOPS'
 set logscale x 2
 set xtics (1, 32, 128)
+set xrange [0.8:180]
 set key top left
 plot for [i=2:7] '{dat_io}' using 1:i with linespoints \\
      title columnheader(i)
