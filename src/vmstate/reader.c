@@ -188,8 +188,8 @@ static bool parse_description(VMSReader *r, const char *text, uint32_t len,
 
 bool vms_read_tail(VMSReader *r, size_t len, json_object **desc)
 {
-    uint8_t tag;
-    uint32_t dlen, want;
+    uint8_t tag = 0;
+    uint32_t dlen = 0, want = 0;
     if (desc) {
         *desc = NULL;
     }
