@@ -38,6 +38,7 @@ struct BlockBackend {
     unsigned in_flight;
 
     BlockStats stats;
+    char *user;                 /* the device using it (blk_claim) */
     BlockBackend *next;
 };
 

@@ -32,6 +32,32 @@ const char *blk_name(const BlockBackend *blk)
     return blk->node_name;
 }
 
+bool blk_claim(BlockBackend *blk, const char *user, Error **errp)
+{
+    if (blk->user) {
+        error_setg(errp, "block node '%s' is already used by device '%s'",
+                   blk->node_name, blk->user);
+        return false;
+    }
+    blk->user = strdup(user);
+    if (!blk->user) {
+        error_setg(errp, "out of memory");
+        return false;
+    }
+    return true;
+}
+
+void blk_unclaim(BlockBackend *blk)
+{
+    free(blk->user);
+    blk->user = NULL;
+}
+
+const char *blk_user(const BlockBackend *blk)
+{
+    return blk->user;
+}
+
 const char *blk_filename(const BlockBackend *blk)
 {
     return blk->filename;
@@ -146,6 +172,7 @@ static void blk_free(BlockBackend *blk)
         close(blk->fd);
     }
     free(blk->node_name);
+    free(blk->user);
     free(blk->filename);
     free(blk);
 }

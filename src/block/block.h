@@ -59,6 +59,13 @@ uint32_t blk_alignment(const BlockBackend *blk);
 /* Requests submitted and not yet completed. */
 unsigned blk_in_flight(const BlockBackend *blk);
 
+/* A backend serves one device: its completions run on that device's
+ * loop. blk_claim() fails, naming the user, when another device already
+ * has it; blk_unclaim() gives it back. */
+bool blk_claim(BlockBackend *blk, const char *user, Error **errp);
+void blk_unclaim(BlockBackend *blk);
+const char *blk_user(const BlockBackend *blk);
+
 /* Completions run on this loop from now on. Must not have requests in
  * flight when moved. */
 bool blk_attach_loop(BlockBackend *blk, EventLoop *loop, Error **errp);

@@ -283,6 +283,11 @@ static bool pw_realize(Device *dev, KeyVal *props, Error **errp)
     }
     if (blk_is_read_only(pw->blk)) {
         error_setg(errp, "block node '%s' is read-only", drive);
+        pw->blk = NULL;
+        return false;
+    }
+    if (!blk_claim(pw->blk, dev->id, errp)) {
+        pw->blk = NULL;
         return false;
     }
     if (!pw_check_geometry(pw, errp) ||
@@ -303,6 +308,7 @@ static void pw_unrealize(Device *dev)
     PatternWriter *pw = (PatternWriter *)dev;
     if (pw->blk) {
         pw_stop(dev, NULL);
+        blk_unclaim(pw->blk);
     }
     free(pw->buf);
 }

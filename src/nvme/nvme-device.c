@@ -25,6 +25,7 @@ typedef struct NvmeDevice {
     bool vm_running;                /* the daemon's run state */
     bool vfu_running;               /* the VMM's device state */
     bool ctrl_running;
+    BlockBackend *claimed[NVME_MAX_NAMESPACES];  /* this device's nodes */
 } NvmeDevice;
 
 static NvmeDevice *nd(void *opaque)
@@ -219,6 +220,37 @@ static const VfuDeviceOps nvme_vfu_ops = {
     .load = dev_load,
 };
 
+static void nvme_dev_unclaim(NvmeDevice *d)
+{
+    for (unsigned i = 0; i < NVME_MAX_NAMESPACES && d->claimed[i]; i++) {
+        blk_unclaim(d->claimed[i]);
+        d->claimed[i] = NULL;
+    }
+}
+
+/* Each namespace's node serves this device alone (its completions run on
+ * this controller's loop). Unknown names are left to the controller's own
+ * checks. */
+static bool nvme_dev_claim(NvmeDevice *d, const char *drives, Error **errp)
+{
+    char *copy = drives ? strdup(drives) : NULL, *save = NULL;
+    unsigned n = 0;
+    bool ok = true;
+    for (char *tok = copy ? strtok_r(copy, ":", &save) : NULL;
+         tok && ok && n < NVME_MAX_NAMESPACES;
+         tok = strtok_r(NULL, ":", &save)) {
+        BlockBackend *blk = blk_by_name(tok);
+        if (blk) {
+            ok = blk_claim(blk, d->parent.id, errp);
+            if (ok) {
+                d->claimed[n++] = blk;
+            }
+        }
+    }
+    free(copy);
+    return ok;
+}
+
 static bool nvme_dev_realize(Device *dev, KeyVal *props, Error **errp)
 {
     NvmeDevice *d = (NvmeDevice *)dev;
@@ -232,6 +264,9 @@ static bool nvme_dev_realize(Device *dev, KeyVal *props, Error **errp)
     }
     d->socket = strdup(socket);
     d->vfu_running = true;
+    if (!nvme_dev_claim(d, keyval_get(props, "drive"), errp)) {
+        return false;
+    }
     d->ctrl = nvme_ctrl_new(props, dev->loop, &nvme_dev_transport, d, errp);
     if (!d->ctrl || !nvme_ctrl_quiesce(d->ctrl, errp)) {
         return false;
@@ -262,6 +297,7 @@ static void nvme_dev_unrealize(Device *dev)
     if (d->ctrl) {
         nvme_ctrl_free(d->ctrl);
     }
+    nvme_dev_unclaim(d);
     free(d->socket);
 }
 

@@ -241,6 +241,10 @@ static bool hd_realize_props(ScsiHd *hd, KeyVal *props, uint32_t *lun,
                   "no block node '%s'", drive);
         return false;
     }
+    if (!blk_claim(hd->blk, hd->dev.id, errp)) {
+        hd->blk = NULL;
+        return false;
+    }
     hd->read_only = blk_is_read_only(hd->blk);
     return hd_read_strings(hd, props, errp) &&
            hd_read_geometry(hd, props, errp);
@@ -281,6 +285,9 @@ static void hd_unrealize(Device *dev)
         scsi_bus_remove_lun(hd->lun.bus, &hd->lun);
     } else if (hd->blk) {
         scsi_lun_drain(&hd->lun);
+    }
+    if (hd->blk) {
+        blk_unclaim(hd->blk);
     }
 }
 

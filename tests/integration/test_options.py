@@ -55,6 +55,19 @@ def test_bad_options(env):
                        "pattern-writer,id=pw0,drive=nope"], "nope")
     expect_error(env, ["--blockdev", bd, "--device", pw + ",blocks=100000"],
                  "blocks")
+    # One block node serves one device: a second user is refused, named.
+    expect_error(env, ["--blockdev", bd, "--device", pw, "--device",
+                       "pattern-writer,id=pw1,drive=d0"],
+                 "already used by device", "pw0")
+    expect_error(env, ["--blockdev", bd, "--device",
+                       "vhost-user-scsi,id=s0,socket=" + env.path("s0.sock"),
+                       "--device", "scsi-hd,id=hd0,drive=d0,bus=s0",
+                       "--device", "scsi-hd,id=hd1,drive=d0,bus=s0,lun=1"],
+                 "already used by device", "hd0")
+    expect_error(env, ["--blockdev", bd, "--device", pw, "--device",
+                       "nvme,id=n0,socket=" + env.path("n0.sock") +
+                       ",drive=d0,serial=S0"],
+                 "already used by device", "pw0")
     expect_error(env, ["--incoming", "ftp:host"], "ftp:host")
     expect_error(env, ["--monitor", "tcp:1.2.3.4:5"], "--monitor")
 
