@@ -127,7 +127,8 @@ void vu_queue_teardown(VuQueue *q)
 
 bool vu_queue_set_kick(VuQueue *q, int fd, Error **errp)
 {
-    if (q->kick_fd >= 0) {
+    bool replaced = q->kick_fd >= 0;
+    if (replaced) {
         loop_del_fd(q->dev->data_loop, q->kick_fd);
         close_fd(&q->kick_fd);
     }
@@ -137,6 +138,10 @@ bool vu_queue_set_kick(VuQueue *q, int fd, Error **errp)
         return false;
     }
     q->kick_fd = fd;
+    if (replaced && !q->vq.stopped && q->dev->ops->queue_kick) {
+        /* A kick on the replaced eventfd may never have been read. */
+        q->dev->ops->queue_kick(q->dev, &q->vq, q->dev->opaque);
+    }
     return true;
 }
 

@@ -372,6 +372,27 @@ static void test_completion_on_replaced_call_fd(void **state)
     close(masked);
 }
 
+/* A front end that replaces the kick fd of a running ring: a chain whose
+ * kick went to the old fd (closed unread) is served all the same. */
+static void test_kick_fd_replaced_while_running(void **state)
+{
+    Fixture *f = *state;
+    negotiate(f, BIT_ULL(VIRTIO_RING_F_EVENT_IDX));
+    set_mem_table(f);
+    setup_ring(f, 0, 0);
+    DriverBuf b[] = { { BUF_GPA, 16, false }, { BUF_GPA + 0x1000, 64, true } };
+    drv_publish(&f->drv, drv_add_direct(&f->drv, b, 2));
+    usleep(20000);
+    assert_int_equal(atomic_load(&f->completed), 0);
+    close(f->kickfd);
+    f->kickfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    uint64_t idx = 0;
+    assert_int_equal(send_acked(f, VHOST_USER_SET_VRING_KICK, &idx, 8,
+                                &f->kickfd, 1), 0);
+    wait_completed(f, 1);
+    assert_true(wait_call(f));
+}
+
 static bool page_dirty(Fixture *f, uint64_t gpa)
 {
     uint64_t page = gpa / 4096;
@@ -502,6 +523,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_completion_before_call_fd,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_completion_on_replaced_call_fd,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kick_fd_replaced_while_running,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_dirty_log, setup, teardown),
         cmocka_unit_test(test_no_dirty_log_offered),
