@@ -254,7 +254,8 @@ class Guest:
     """
 
     def __init__(self, image, workdir, name="guest", memory="512M", smp=1,
-                 extra_args=(), incoming=None, machine="q35", cmdline=""):
+                 extra_args=(), incoming=None, machine="q35", cmdline="",
+                 kernel_debug=None):
         self.image = image
         self.name = name
         self.workdir = workdir
@@ -269,6 +270,11 @@ class Guest:
         self.incoming = incoming
         self.machine = machine
         self.cmdline = cmdline
+        # Kernel messages on the console show where a boot stops; the
+        # environment turns them on for every guest of a test run.
+        if kernel_debug is None:
+            kernel_debug = os.environ.get("STORMIG_GUEST_KERNEL_DEBUG", "")
+        self.kernel_debug = kernel_debug
         self.proc = None
         self.console = None
         self.qmp = None
@@ -287,7 +293,8 @@ class Guest:
             "-nographic", "-nodefaults", "-no-user-config", "-nic", "none",
             "-no-reboot",
             "-kernel", self.image["kernel"], "-initrd", self.image["initrd"],
-            "-append", "console=ttyS0 quiet panic=-1 " + self.cmdline,
+            "-append", "console=ttyS0 panic=-1 " + self.kernel_args() +
+                       self.cmdline,
             # wait=on: QEMU does not run the guest before the harness
             # listens, so no console output is lost.
             "-chardev", f"socket,id=serial0,path={self.serial_path},"
@@ -300,6 +307,16 @@ class Guest:
         if self.incoming:
             argv += ["-incoming", self.incoming]
         return argv + self.extra_args
+
+    def kernel_args(self):
+        """quiet, or with kernel_debug "1" every kernel message (and with
+        "initcall" each initcall too) on the console."""
+        if not self.kernel_debug:
+            return "quiet "
+        args = "loglevel=7 "
+        if self.kernel_debug == "initcall":
+            args += "initcall_debug "
+        return args
 
     def start(self):
         """Start QEMU and connect console and QMP."""
@@ -425,6 +442,7 @@ def start_destination(src, name="dst", extra_args=None):
     """
     dst = Guest(src.image, src.workdir, name=name, memory=src.memory,
                 smp=src.smp, machine=src.machine, cmdline=src.cmdline,
+                kernel_debug=src.kernel_debug,
                 extra_args=src.extra_args if extra_args is None
                 else extra_args)
     # Next to its console and QMP sockets: removed with them by close().
