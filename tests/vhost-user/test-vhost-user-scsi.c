@@ -49,7 +49,8 @@ static void send_ok(Fixture *f, uint32_t req, const void *p, uint32_t size,
     assert_int_equal(ack, 0);
 }
 
-static int setup_stopped(void **state)
+/* A controller with num_queues request queues, not started. */
+static Fixture *make_fixture(unsigned num_queues)
 {
     Fixture *f = calloc(1, sizeof(*f));
     f->loop = loop_new(NULL);
@@ -59,8 +60,9 @@ static int setup_stopped(void **state)
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof(f->path), "%s/sock", f->dir);
     char opts[160];
-    snprintf(opts, sizeof(opts), "vhost-user-scsi,id=scsi0,socket=%s",
-             f->path);
+    snprintf(opts, sizeof(opts),
+             "vhost-user-scsi,id=scsi0,socket=%s,num-queues=%u", f->path,
+             num_queues);
     Error *err = NULL;
     f->dev = device_create(opts, f->loop, &err);
     if (!f->dev) {
@@ -76,19 +78,36 @@ static int setup_stopped(void **state)
                   f->memfd, 0);
     f->kickfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     f->callfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    *state = f;
+    return f;
+}
+
+static int setup_stopped(void **state)
+{
+    *state = make_fixture(1);
     return 0;
+}
+
+static void start_device(Fixture *f)
+{
+    Error *err = NULL;
+    if (!f->dev->cls->start(f->dev, &err)) {
+        fail_msg("%s", error_get_pretty(err));
+    }
 }
 
 /* A controller of a running VM, as stormigd starts it. */
 static int setup(void **state)
 {
     setup_stopped(state);
-    Fixture *f = *state;
-    Error *err = NULL;
-    if (!f->dev->cls->start(f->dev, &err)) {
-        fail_msg("%s", error_get_pretty(err));
-    }
+    start_device(*state);
+    return 0;
+}
+
+/* The same with two request queues: a guest with two vCPUs uses both. */
+static int setup_two_queues(void **state)
+{
+    *state = make_fixture(2);
+    start_device(*state);
     return 0;
 }
 
@@ -107,10 +126,12 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Front-end set-up of one queue, as QEMU does it at device start. */
-static void start_queue(Fixture *f, uint32_t index)
+/* Feature negotiation and the memory table, as QEMU sends them at device
+ * start. */
+static void negotiate(Fixture *f)
 {
-    uint64_t proto = BIT_ULL(VHOST_USER_PROTOCOL_F_REPLY_ACK);
+    uint64_t proto = BIT_ULL(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
+                     BIT_ULL(VHOST_USER_PROTOCOL_F_LOG_SHMFD);
     assert_true(vuc_send(f->sock, VHOST_USER_SET_PROTOCOL_FEATURES, 0, &proto,
                          8, NULL, 0));
     uint64_t feat = BIT_ULL(VIRTIO_F_VERSION_1) |
@@ -119,21 +140,43 @@ static void start_queue(Fixture *f, uint32_t index)
     VhostUserMemory m = { .nregions = 1 };
     m.regions[0] = (VhostUserMemRegion){ MEM_GPA, MEM_SIZE, MEM_UVA, 0 };
     send_ok(f, VHOST_USER_SET_MEM_TABLE, &m, 40, &f->memfd, 1);
-    drv_init(&f->drv, f->mem, MEM_GPA, QSIZE, MEM_GPA + 0x1000 * index);
-    VhostUserVringState st = { index, QSIZE };
-    send_ok(f, VHOST_USER_SET_VRING_NUM, &st, 8, NULL, 0);
+}
+
+/* SET_VRING_ADDR for the rings of d; with log, the used ring is logged
+ * at its guest address (vhost-user.rst "Vring address description"). */
+static void set_ring_addr(Fixture *f, uint32_t index, const GuestDriver *d,
+                          bool log)
+{
     VhostUserVringAddr a = {
         .index = index,
-        .desc_user_addr = MEM_UVA + (f->drv.desc_gpa - MEM_GPA),
-        .used_user_addr = MEM_UVA + (f->drv.used_gpa - MEM_GPA),
-        .avail_user_addr = MEM_UVA + (f->drv.avail_gpa - MEM_GPA),
+        .flags = log ? 1u << VHOST_VRING_F_LOG : 0,
+        .desc_user_addr = MEM_UVA + (d->desc_gpa - MEM_GPA),
+        .used_user_addr = MEM_UVA + (d->used_gpa - MEM_GPA),
+        .avail_user_addr = MEM_UVA + (d->avail_gpa - MEM_GPA),
+        .log_guest_addr = log ? d->used_gpa : 0,
     };
     send_ok(f, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
+}
+
+/* Starts ring 'index' laid out at ring_gpa; f->drv becomes its driver. */
+static void start_ring(Fixture *f, uint32_t index, uint64_t ring_gpa)
+{
+    drv_init(&f->drv, f->mem, MEM_GPA, QSIZE, ring_gpa);
+    VhostUserVringState st = { index, QSIZE };
+    send_ok(f, VHOST_USER_SET_VRING_NUM, &st, 8, NULL, 0);
+    set_ring_addr(f, index, &f->drv, false);
     uint64_t idx = index;
     send_ok(f, VHOST_USER_SET_VRING_CALL, &idx, 8, &f->callfd, 1);
     send_ok(f, VHOST_USER_SET_VRING_KICK, &idx, 8, &f->kickfd, 1);
     st.num = 1;
     send_ok(f, VHOST_USER_SET_VRING_ENABLE, &st, 8, NULL, 0);
+}
+
+/* Front-end set-up of one queue, as QEMU does it at device start. */
+static void start_queue(Fixture *f, uint32_t index)
+{
+    negotiate(f);
+    start_ring(f, index, MEM_GPA + 0x1000 * index);
 }
 
 static uint32_t run_chain(Fixture *f, DriverBuf *b, unsigned n)
@@ -284,6 +327,84 @@ static void test_vmm_stop_is_reported(void **state)
     device_set_vmm_listener(NULL);
 }
 
+#define LOG_BYTES 4096             /* one bit per 4 KiB page: 128 MiB */
+
+static bool page_dirty(const uint8_t *log, uint64_t gpa)
+{
+    uint64_t page = gpa / 4096;
+    return log[page / 8] & (1u << (page % 8));
+}
+
+/* What QEMU does when a migration starts while the rings run
+ * (vhost-user.rst "Migration"): share the log, ack VHOST_F_LOG_ALL, then
+ * give every ring its used-ring log address again. */
+static void start_logging(Fixture *f, int logfd, const GuestDriver *drv,
+                          unsigned n)
+{
+    VhostUserLog lg = { LOG_BYTES, 0 };
+    uint32_t r, sz;
+    uint64_t v;
+    assert_true(vuc_send(f->sock, VHOST_USER_SET_LOG_BASE, 0, &lg,
+                         sizeof(lg), &logfd, 1));
+    assert_true(vuc_recv(f->loop, f->sock, &r, &v, &sz));
+    assert_int_equal(r, VHOST_USER_SET_LOG_BASE);
+    uint64_t feat = BIT_ULL(VIRTIO_F_VERSION_1) |
+                    BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) |
+                    BIT_ULL(VHOST_F_LOG_ALL);
+    send_ok(f, VHOST_USER_SET_FEATURES, &feat, 8, NULL, 0);
+    for (unsigned i = 0; i < n; i++) {
+        set_ring_addr(f, VIRTIO_SCSI_VQ_REQUEST0 + i, &drv[i], true);
+    }
+}
+
+/* A guest with two vCPUs submits on both request queues. Whatever queue a
+ * request came on, every page the device wrote (data-in, the response
+ * header, that queue's used ring) must be in the dirty log, or the
+ * destination of a migration resumes with stale guest memory; pages the
+ * device only read must not be. */
+static void test_dirty_log_on_every_request_queue(void **state)
+{
+    Fixture *f = *state;
+    int logfd = memfd_create("log", MFD_CLOEXEC);
+    assert_int_equal(ftruncate(logfd, LOG_BYTES), 0);
+    uint8_t *log = mmap(NULL, LOG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED,
+                        logfd, 0);
+    assert_true(log != MAP_FAILED);
+    GuestDriver drv[2];
+    negotiate(f);
+    for (unsigned i = 0; i < 2; i++) {
+        /* Rings 32 KiB apart, below the request buffers. */
+        start_ring(f, VIRTIO_SCSI_VQ_REQUEST0 + i, MEM_GPA + 0x8000 * (i + 2));
+        drv[i] = f->drv;
+    }
+    start_logging(f, logfd, drv, 2);
+    for (unsigned i = 0; i < 2; i++) {
+        memset(log, 0, LOG_BYTES);      /* as QEMU's sync clears it */
+        f->drv = drv[i];
+        memset(drv_ptr(&f->drv, DATA_GPA), 0, 96);
+        uint8_t *req = drv_ptr(&f->drv, REQ_GPA);
+        memset(req, 0, 51);
+        virtio_scsi_lun_encode(req, 0, 0);
+        req[19] = 0x12;                 /* INQUIRY, allocation length 96 */
+        req[19 + 4] = 96;
+        DriverBuf b[] = {
+            { REQ_GPA, 51, false }, { RESP_GPA, 108, true },
+            { DATA_GPA, 96, true },
+        };
+        assert_true(run_chain(f, b, 3) > 108);
+        assert_int_not_equal(drv_ptr(&f->drv, DATA_GPA)[0], 0);
+        assert_true(page_dirty(log, DATA_GPA));
+        assert_true(page_dirty(log, RESP_GPA));
+        assert_true(page_dirty(log, f->drv.used_gpa));
+        assert_false(page_dirty(log, REQ_GPA));
+        assert_false(page_dirty(log, f->drv.desc_gpa));
+        /* The other queue wrote nothing. */
+        assert_false(page_dirty(log, drv[1 - i].used_gpa));
+    }
+    munmap(log, LOG_BYTES);
+    close(logfd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,6 +418,8 @@ int main(void)
                                         setup_stopped, teardown),
         cmocka_unit_test_setup_teardown(test_vmm_stop_is_reported,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dirty_log_on_every_request_queue,
+                                        setup_two_queues, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
