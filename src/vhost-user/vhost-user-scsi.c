@@ -45,12 +45,15 @@ static uint8_t virtio_response(ScsiResponse r)
     }
 }
 
+/* data_in: bytes reported to the guest; data_written: bytes of data-in
+ * the LUN may have written (>= data_in), all logged for migration. */
 static void req_finish(VusReq *r, const VirtioScsiCmdResp *resp,
-                       size_t data_in)
+                       size_t data_in, size_t data_written)
 {
     virtio_scsi_write_cmd_resp(r->elem.in_sg, r->elem.in_num,
                                VIRTIO_SCSI_SENSE_DEFAULT, resp);
-    virtqueue_push(r->vq, &r->elem, (uint32_t)(r->resp_len + data_in));
+    virtqueue_push_written(r->vq, &r->elem, (uint32_t)(r->resp_len + data_in),
+                           r->resp_len + data_written);
     virtqueue_notify(r->vq);
     free(r->data);
     free(r);
@@ -59,7 +62,7 @@ static void req_finish(VusReq *r, const VirtioScsiCmdResp *resp,
 static void req_fail(VusReq *r, uint8_t response)
 {
     VirtioScsiCmdResp resp = { .response = response };
-    req_finish(r, &resp, 0);
+    req_finish(r, &resp, 0, 0);
 }
 
 static void req_complete(ScsiRequest *sreq, void *opaque)
@@ -72,9 +75,15 @@ static void req_complete(ScsiRequest *sreq, void *opaque)
         .resid = (uint32_t)sreq->residual,
     };
     memcpy(resp.sense, sreq->sense, sizeof(sreq->sense));
-    size_t data_in = sreq->dir == SCSI_DIR_FROM_DEV ?
-                     sreq->data_len - sreq->residual : 0;
-    req_finish(r, &resp, data_in);
+    bool from_dev = sreq->dir == SCSI_DIR_FROM_DEV;
+    size_t data_in = from_dev ? sreq->data_len - sreq->residual : 0;
+    /* A READ that failed (CHECK CONDITION, abort, lost iSCSI session) may
+     * have filled part of its buffers first, through io_uring or iSCSI
+     * data-in, while it reports no data: log all of them. */
+    bool clean = sreq->response == SCSI_RESP_OK &&
+                 sreq->status == SAM_STAT_GOOD;
+    req_finish(r, &resp, data_in,
+               from_dev && !clean ? sreq->data_len : data_in);
 }
 
 /* A chain too short for the virtio-scsi headers: 5.6.6.1 leaves no way

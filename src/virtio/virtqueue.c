@@ -340,7 +340,8 @@ void *virtqueue_pop(VirtQueue *vq, size_t elem_size)
     return e;
 }
 
-static void log_written(VirtQueue *vq, const VirtqElement *elem, uint32_t len)
+static void log_written(VirtQueue *vq, const VirtqElement *elem,
+                        uint64_t len)
 {
     uint64_t left = len;
     for (unsigned i = 0; i < elem->in_range_num && left; i++) {
@@ -353,9 +354,18 @@ static void log_written(VirtQueue *vq, const VirtqElement *elem, uint32_t len)
 
 void virtqueue_push(VirtQueue *vq, const VirtqElement *elem, uint32_t len)
 {
+    virtqueue_push_written(vq, elem, len, len);
+}
+
+void virtqueue_push_written(VirtQueue *vq, const VirtqElement *elem,
+                            uint32_t len, size_t written)
+{
     size_t cap = iov_size(elem->in_sg, elem->in_num);
     if (len > cap) {
         len = (uint32_t)cap;
+    }
+    if (written < len) {
+        written = len;
     }
     if (vq->inflight) {
         vq->inflight--;
@@ -363,7 +373,10 @@ void virtqueue_push(VirtQueue *vq, const VirtqElement *elem, uint32_t len)
     if (!virtqueue_is_ready(vq) || vq->broken) {
         goto out;
     }
-    log_written(vq, elem, len);
+    /* vhost-user.rst "Migration": log after the data is in place, so a
+     * log sync that clears the bit sees the new contents. in_ranges cover
+     * at most cap bytes, so 'written' needs no clamp here. */
+    log_written(vq, elem, written);
     uint16_t slot = vq->used_idx & (vq->num - 1);
     size_t off = USED_RING_OFF + (size_t)USED_ELEM_SIZE * slot;
     st32(vq->used + off, elem->head);

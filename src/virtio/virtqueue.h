@@ -132,6 +132,17 @@ void *virtqueue_pop(VirtQueue *vq, size_t elem_size);
  */
 void virtqueue_push(VirtQueue *vq, const VirtqElement *elem, uint32_t len);
 
+/*
+ * The same for a device that may have written more than it reports: a
+ * request that failed after part of its data-in reached the buffers
+ * (virtio 1.2 2.7.8.2 lets a device write more than len). The first
+ * 'written' bytes of in_sg are logged dirty (at least len), 'len' goes to
+ * the used ring. Without this the destination of a migration would keep
+ * stale contents in those pages.
+ */
+void virtqueue_push_written(VirtQueue *vq, const VirtqElement *elem,
+                            uint32_t len, size_t written);
+
 /* Calls the notify hook when the driver asked to be interrupted (event
  * index, NO_INTERRUPT, NOTIFY_ON_EMPTY rules of virtio 1.2 2.7.7/2.7.10). */
 void virtqueue_notify(VirtQueue *vq);

@@ -405,6 +405,41 @@ static void test_dirty_log_on_every_request_queue(void **state)
     close(logfd);
 }
 
+/* A READ that fails reports no data, but a LUN may have filled part of
+ * the buffers before failing (io_uring, iSCSI data-in): the whole data-in
+ * area is logged, not only the response the used length covers. */
+static void test_dirty_log_failed_read(void **state)
+{
+    Fixture *f = *state;
+    int logfd = memfd_create("log", MFD_CLOEXEC);
+    assert_int_equal(ftruncate(logfd, LOG_BYTES), 0);
+    uint8_t *log = mmap(NULL, LOG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED,
+                        logfd, 0);
+    assert_true(log != MAP_FAILED);
+    negotiate(f);
+    start_ring(f, VIRTIO_SCSI_VQ_REQUEST0, MEM_GPA + 0x10000);
+    GuestDriver drv = f->drv;
+    start_logging(f, logfd, &drv, 1);
+    memset(log, 0, LOG_BYTES);
+    uint8_t *req = drv_ptr(&f->drv, REQ_GPA);
+    memset(req, 0, 51);
+    virtio_scsi_lun_encode(req, 0, 7);  /* no such LUN: CHECK CONDITION */
+    req[19] = 0x28;                     /* READ(10), 8 blocks */
+    req[19 + 8] = 8;
+    DriverBuf b[] = {
+        { REQ_GPA, 51, false }, { RESP_GPA, 108, true },
+        { DATA_GPA, 4096, true }, { DATA_GPA + 0x1000, 4096, true },
+    };
+    assert_int_equal(run_chain(f, b, 4), 108);
+    assert_int_equal(drv_ptr(&f->drv, RESP_GPA)[10], 0x02);
+    assert_true(page_dirty(log, RESP_GPA));
+    assert_true(page_dirty(log, DATA_GPA));
+    assert_true(page_dirty(log, DATA_GPA + 0x1000));
+    assert_false(page_dirty(log, REQ_GPA));
+    munmap(log, LOG_BYTES);
+    close(logfd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -420,6 +455,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_dirty_log_on_every_request_queue,
                                         setup_two_queues, teardown),
+        cmocka_unit_test_setup_teardown(test_dirty_log_failed_read, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -252,6 +252,44 @@ static void test_dirty_log(void **state)
     assert_false(page_dirty(f, f->drv.desc_gpa));
 }
 
+/* A device that wrote more than it reports (a READ that failed midway):
+ * the used ring says len, the log covers everything written, and never
+ * more than the chain's writable buffers. */
+static void test_dirty_log_written_beyond_len(void **state)
+{
+    Fixture *f = *state;
+    f->gm.log = f->log;
+    f->gm.log_size = sizeof(f->log);
+    DriverBuf b[] = {
+        { BUF_GPA + 0x10000, 64, false },
+        { BUF_GPA + 0x20000, 108, true },       /* response header */
+        { BUF_GPA + 0x21000, 8192, true },      /* data-in */
+    };
+    drv_publish(&f->drv, drv_add_direct(&f->drv, b, 3));
+    VirtqElement *e = virtqueue_pop(&f->vq, sizeof(*e));
+    assert_non_null(e);
+    virtqueue_push_written(&f->vq, e, 108, 1u << 20);
+    free(e);
+    uint32_t id, len;
+    assert_true(drv_get_used(&f->drv, &id, &len));
+    assert_int_equal(len, 108);
+    assert_true(page_dirty(f, BUF_GPA + 0x20000));
+    assert_true(page_dirty(f, BUF_GPA + 0x21000));
+    assert_true(page_dirty(f, BUF_GPA + 0x22000));
+    assert_false(page_dirty(f, BUF_GPA + 0x23000));
+    assert_false(page_dirty(f, BUF_GPA + 0x10000));
+
+    /* 'written' below len still logs len bytes. */
+    memset(f->log, 0, sizeof(f->log));
+    drv_publish(&f->drv, drv_add_direct(&f->drv, b, 3));
+    e = virtqueue_pop(&f->vq, sizeof(*e));
+    assert_non_null(e);
+    virtqueue_push_written(&f->vq, e, 108 + 4097, 0);
+    free(e);
+    assert_true(page_dirty(f, BUF_GPA + 0x21000));
+    assert_true(page_dirty(f, BUF_GPA + 0x22000));
+}
+
 static void test_stop_waits_for_inflight(void **state)
 {
     Fixture *f = *state;
@@ -475,6 +513,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_interrupt_flag, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dirty_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dirty_log_written_beyond_len,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_waits_for_inflight, setup,
                                         teardown),
         cmocka_unit_test(test_malformed),
