@@ -36,6 +36,7 @@ struct BlockBackend {
     int efd;                    /* completion eventfd, registered on loop */
     EventLoop *loop;            /* NULL until blk_attach_loop */
     unsigned in_flight;
+    unsigned sq_queued;         /* SQEs prepared, not yet submitted */
 
     BlockStats stats;
     char *user;                 /* the device using it (blk_claim) */

@@ -184,24 +184,51 @@ static void req_prep(BlockRequest *req, struct io_uring_sqe *sqe)
     io_uring_sqe_set_data(sqe, req);
 }
 
-/* Puts req on the ring. On failure the SQE already taken is turned into
- * an anonymous no-op (user_data NULL, ignored on completion), so the ring
- * never refers to a request the caller is about to free. */
+/* Hands the queued SQEs to the kernel. A failed io_uring_enter leaves them
+ * in the ring (its tail is already published), so the only way on is to
+ * try again; returns true when that is still due. */
+static bool sq_flush(BlockBackend *blk)
+{
+    if (!blk->sq_queued) {
+        return false;
+    }
+    int ret = io_uring_submit(&blk->ring);
+    if (ret < 0) {
+        log_ratelimited(LOG_ERROR, "block '%s': io_uring submit: %s",
+                        blk->node_name, strerror(-ret));
+        return true;
+    }
+    blk->sq_queued = (unsigned)ret < blk->sq_queued ?
+                     blk->sq_queued - (unsigned)ret : 0;
+    return blk->sq_queued != 0;
+}
+
+/* The loop's prepare hook: one io_uring_enter for all the requests the
+ * handlers of an iteration (a kick, a doorbell, completions resubmitting
+ * short transfers) queued, instead of one per request. */
+static bool on_loop_prepare(void *opaque)
+{
+    return sq_flush(opaque);
+}
+
+/* Puts req on the ring. With a loop attached the SQE waits for the loop's
+ * prepare hook; without one (synchronous helpers, tests) it is submitted
+ * at once. */
 static int req_submit(BlockRequest *req)
 {
-    struct io_uring *ring = &req->blk->ring;
-    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    BlockBackend *blk = req->blk;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&blk->ring);
     if (!sqe) {
-        return -EAGAIN;
+        sq_flush(blk);
+        sqe = io_uring_get_sqe(&blk->ring);
+        if (!sqe) {
+            return -EAGAIN;
+        }
     }
     req_prep(req, sqe);
-    int ret = io_uring_submit(ring);
-    if (ret < 0) {
-        io_uring_prep_nop(sqe);
-        io_uring_sqe_set_data(sqe, NULL);
-        log_ratelimited(LOG_ERROR, "block '%s': io_uring submit: %s",
-                        req->blk->node_name, strerror(-ret));
-        return ret;
+    blk->sq_queued++;
+    if (!blk->loop) {
+        sq_flush(blk);
     }
     return 0;
 }
@@ -519,6 +546,7 @@ int blk_write_zeroes(BlockBackend *blk, uint64_t offset, uint64_t bytes,
 void blk_drain(BlockBackend *blk)
 {
     while (blk->in_flight) {
+        sq_flush(blk);
         struct io_uring_cqe *cqe;
         int ret = io_uring_wait_cqe(&blk->ring, &cqe);
         if (ret < 0 && ret != -EINTR && ret != -EAGAIN) {
@@ -568,8 +596,10 @@ void blk_io_cleanup(BlockBackend *blk)
 void blk_io_detach_loop(BlockBackend *blk)
 {
     if (blk->loop) {
+        loop_del_prepare(blk->loop, on_loop_prepare, blk);
         loop_del_fd(blk->loop, blk->efd);
         blk->loop = NULL;
+        sq_flush(blk);
     }
 }
 
@@ -577,6 +607,11 @@ bool blk_io_attach_loop(BlockBackend *blk, EventLoop *loop, Error **errp)
 {
     if (!loop_add_fd(loop, blk->efd, LOOP_READ, on_completion_event, blk,
                      errp)) {
+        error_prepend(errp, "block '%s': ", blk->node_name);
+        return false;
+    }
+    if (!loop_add_prepare(loop, on_loop_prepare, blk, errp)) {
+        loop_del_fd(loop, blk->efd);
         error_prepend(errp, "block '%s': ", blk->node_name);
         return false;
     }

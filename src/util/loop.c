@@ -27,6 +27,12 @@ typedef struct LoopTimer {
     struct LoopTimer *next;
 } LoopTimer;
 
+typedef struct LoopPrepare {
+    LoopPrepareFunc *fn;
+    void *opaque;
+    struct LoopPrepare *next;
+} LoopPrepare;
+
 typedef struct LoopPost {
     LoopFunc *fn;
     void *opaque;
@@ -42,6 +48,7 @@ struct EventLoop {
     pthread_mutex_t post_lock;
     LoopPost *posts, **posts_tail;
     LoopFd *dead;       /* removed during a batch, freed after it */
+    LoopPrepare *prepares;
     volatile int stop;
 };
 
@@ -130,6 +137,11 @@ void loop_free(EventLoop *loop)
         LoopPost *p = loop->posts;
         loop->posts = p->next;
         free(p);
+    }
+    while (loop->prepares) {
+        LoopPrepare *h = loop->prepares;
+        loop->prepares = h->next;
+        free(h);
     }
     pthread_mutex_destroy(&loop->post_lock);
     close(loop->epfd);
@@ -268,6 +280,46 @@ void loop_stop(EventLoop *loop)
     (void)n;
 }
 
+bool loop_add_prepare(EventLoop *loop, LoopPrepareFunc *fn, void *opaque,
+                      Error **errp)
+{
+    LoopPrepare *h = calloc(1, sizeof(*h));
+    if (!h) {
+        error_setg(errp, "out of memory");
+        return false;
+    }
+    h->fn = fn;
+    h->opaque = opaque;
+    h->next = loop->prepares;
+    loop->prepares = h;
+    return true;
+}
+
+void loop_del_prepare(EventLoop *loop, LoopPrepareFunc *fn, void *opaque)
+{
+    for (LoopPrepare **p = &loop->prepares; *p; p = &(*p)->next) {
+        if ((*p)->fn == fn && (*p)->opaque == opaque) {
+            LoopPrepare *h = *p;
+            *p = h->next;
+            free(h);
+            return;
+        }
+    }
+}
+
+/* True when a hook has work left: the next wait must not block. */
+static bool run_prepares(EventLoop *loop)
+{
+    bool again = false;
+    LoopPrepare *h = loop->prepares;
+    while (h) {
+        LoopPrepare *next = h->next;   /* a hook may remove itself */
+        again |= h->fn(h->opaque);
+        h = next;
+    }
+    return again;
+}
+
 static void run_posts(EventLoop *loop)
 {
     uint64_t v;
@@ -323,7 +375,8 @@ static int next_timeout(EventLoop *loop, int timeout_ms)
 void loop_run_once(EventLoop *loop, int timeout_ms)
 {
     struct epoll_event evs[64];
-    int n = epoll_wait(loop->epfd, evs, 64, next_timeout(loop, timeout_ms));
+    int timeout = run_prepares(loop) ? 0 : next_timeout(loop, timeout_ms);
+    int n = epoll_wait(loop->epfd, evs, 64, timeout);
     if (n < 0 && errno != EINTR) {
         log_error("epoll_wait: %s", strerror(errno));
     }

@@ -53,6 +53,18 @@ void loop_del_timer(EventLoop *loop, uint64_t id);
 /* Thread-safe: fn(opaque) runs on the loop thread at its next iteration. */
 bool loop_post(EventLoop *loop, LoopFunc *fn, void *opaque);
 
+/*
+ * Prepare hooks run on the loop thread before every wait for events, so
+ * work queued by the handlers of one iteration (io_uring submissions,
+ * interrupts to coalesce) is flushed once per iteration, not once per
+ * item. A hook returns true when work is left over (a retry is due): the
+ * loop then polls without blocking. Loop thread only.
+ */
+typedef bool LoopPrepareFunc(void *opaque);
+bool loop_add_prepare(EventLoop *loop, LoopPrepareFunc *fn, void *opaque,
+                      Error **errp);
+void loop_del_prepare(EventLoop *loop, LoopPrepareFunc *fn, void *opaque);
+
 /* Runs one iteration, waiting at most timeout_ms (-1: no limit). */
 void loop_run_once(EventLoop *loop, int timeout_ms);
 /* Runs until loop_stop(). */
