@@ -205,10 +205,22 @@ static void nvme_shutdown_flush(NvmeCtrl *ctrl)
 void nvme_check_deferred(NvmeCtrl *ctrl)
 {
     for (unsigned i = 1; i < NVME_MAX_QUEUES; i++) {
-        if (ctrl->sq_delete_req[i] && !ctrl->sq_inflight[i]) {
-            nvme_sq_delete_finish(ctrl, (uint16_t)i);
-        }
+        nvme_check_deferred_sq(ctrl, (uint16_t)i);
     }
+    nvme_check_deferred_ctrl(ctrl);
+}
+
+/* A deferred SQ deletion waits for that queue's commands only (5.6). */
+void nvme_check_deferred_sq(NvmeCtrl *ctrl, uint16_t sqid)
+{
+    if (sqid && ctrl->sq_delete_req[sqid] && !ctrl->sq_inflight[sqid]) {
+        nvme_sq_delete_finish(ctrl, sqid);
+    }
+}
+
+/* Reset and shutdown wait for every command of the controller. */
+void nvme_check_deferred_ctrl(NvmeCtrl *ctrl)
+{
     if (ctrl->in_flight) {
         return;
     }

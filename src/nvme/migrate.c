@@ -22,6 +22,9 @@ bool nvme_ctrl_quiesce(NvmeCtrl *ctrl, Error **errp)
             blk_drain(ctrl->ns[i].blk);
         }
     }
+    /* The interrupts of the completions just posted go out before the
+     * state freezes, or the destination's host would wait for them. */
+    nvme_msix_fire_due(ctrl);
     if (ctrl->in_flight || ctrl->shutdown_flushes) {
         error_setg(errp, "nvme %s: %u commands still in flight after drain",
                    ctrl->serial, ctrl->in_flight);

@@ -25,6 +25,8 @@ void nvme_msix_reset(NvmeCtrl *ctrl)
         ctrl->msix[i].ctrl = MSIX_VEC_MASKED;   /* 6.8.2.9: masked at reset */
     }
     memset(ctrl->msix_pba, 0, sizeof(ctrl->msix_pba));
+    memset(ctrl->irq_due, 0, sizeof(ctrl->irq_due));
+    ctrl->irq_any_due = false;
     ctrl->msix_enabled = false;
     ctrl->msix_func_mask = false;
 }
@@ -66,6 +68,29 @@ void nvme_msix_notify(NvmeCtrl *ctrl, uint16_t vector)
         return;
     }
     msix_fire(ctrl, vector);
+}
+
+void nvme_msix_notify_later(NvmeCtrl *ctrl, uint16_t vector)
+{
+    if (vector >= NVME_MAX_VECTORS) {
+        return;
+    }
+    ctrl->irq_due[vector / 8] |= (uint8_t)(1u << (vector % 8));
+    ctrl->irq_any_due = true;
+}
+
+void nvme_msix_fire_due(NvmeCtrl *ctrl)
+{
+    if (!ctrl->irq_any_due) {
+        return;
+    }
+    ctrl->irq_any_due = false;
+    for (unsigned v = 0; v < NVME_MAX_VECTORS; v++) {
+        if (ctrl->irq_due[v / 8] & (1u << (v % 8))) {
+            ctrl->irq_due[v / 8] &= (uint8_t)~(1u << (v % 8));
+            nvme_msix_notify(ctrl, (uint16_t)v);
+        }
+    }
 }
 
 /* Delivers what became unmasked (6.8.2.9: pending bit then message). */

@@ -186,6 +186,8 @@ struct NvmeCtrl {
     uint8_t msix_pba[(NVME_MAX_VECTORS + 7) / 8];
     bool msix_enabled;
     bool msix_func_mask;
+    uint8_t irq_due[(NVME_MAX_VECTORS + 7) / 8];   /* see notify_later */
+    bool irq_any_due;
     NvmeFeatures feat;
     NvmeSmart smart;
     NvmeErrorLogEntry errlog[NVME_ERRLOG_ENTRIES];
@@ -226,6 +228,7 @@ struct NvmeCtrl {
     bool resetting;                 /* CC.EN 1->0 waiting for in-flight */
     bool shutting_down;
     NvmeRequest reqs[NVME_MAX_INFLIGHT];
+    unsigned req_next;          /* where the search for a free one starts */
     uint32_t in_flight;
     uint16_t sq_inflight[NVME_MAX_QUEUES];
     NvmeRequest *sq_delete_req[NVME_MAX_QUEUES];
@@ -241,11 +244,17 @@ void nvme_fatal(NvmeCtrl *ctrl, const char *why);
 bool nvme_ctrl_ready(const NvmeCtrl *ctrl);
 uint32_t nvme_page_size(const NvmeCtrl *ctrl);
 void nvme_check_deferred(NvmeCtrl *ctrl);
+void nvme_check_deferred_sq(NvmeCtrl *ctrl, uint16_t sqid);
+void nvme_check_deferred_ctrl(NvmeCtrl *ctrl);
 void nvme_keepalive_arm(NvmeCtrl *ctrl);
 uint64_t nvme_expected_cap(const NvmeCtrl *ctrl);
 
 /* msix.c */
 void nvme_msix_notify(NvmeCtrl *ctrl, uint16_t vector);
+/* Coalescing: marks vector due; nvme_msix_fire_due (end of each queue
+ * pass, and before the state is frozen) raises each due vector once. */
+void nvme_msix_notify_later(NvmeCtrl *ctrl, uint16_t vector);
+void nvme_msix_fire_due(NvmeCtrl *ctrl);
 void nvme_msix_reset(NvmeCtrl *ctrl);
 
 /* dma.c: guest memory */

@@ -100,9 +100,14 @@ void nvme_queues_free_all(NvmeCtrl *ctrl)
 
 NvmeRequest *nvme_req_alloc(NvmeCtrl *ctrl)
 {
-    for (unsigned i = 0; i < NVME_MAX_INFLIGHT; i++) {
+    /* Requests complete roughly in the order they were taken: starting
+     * after the last one taken finds a free slot at once, instead of
+     * walking past every request in flight. */
+    for (unsigned n = 0; n < NVME_MAX_INFLIGHT; n++) {
+        unsigned i = (ctrl->req_next + n) % NVME_MAX_INFLIGHT;
         NvmeRequest *req = &ctrl->reqs[i];
         if (!req->in_use) {
+            ctrl->req_next = (i + 1) % NVME_MAX_INFLIGHT;
             req->in_use = true;
             req->status = NVME_SUCCESS;
             req->dw0 = 0;
@@ -141,7 +146,8 @@ void nvme_req_complete(NvmeRequest *req)
     ctrl->in_flight--;
     ctrl->sq_inflight[sqid]--;
     ctrl->stats.commands_completed++;
-    nvme_check_deferred(ctrl);
+    nvme_check_deferred_sq(ctrl, sqid);
+    nvme_check_deferred_ctrl(ctrl);
     nvme_schedule(ctrl);
 }
 
@@ -187,8 +193,11 @@ static bool cq_write(NvmeCtrl *ctrl, NvmeCQ *cq, const NvmePendingCqe *p)
 
 static void cq_notify(NvmeCtrl *ctrl, NvmeCQ *cq)
 {
+    /* One interrupt per queue pass, not per completion: the host reaps
+     * the whole CQ on each interrupt anyway (4.6). */
     if (cq->irq_enabled) {
-        nvme_msix_notify(ctrl, cq->vector);
+        nvme_msix_notify_later(ctrl, cq->vector);
+        nvme_schedule(ctrl);
     }
 }
 
@@ -199,6 +208,35 @@ static void cq_update_shadow_head(NvmeCtrl *ctrl, NvmeCQ *cq)
     if (cq->db_addr && nvme_dma_read(ctrl, cq->db_addr, &head, 4) &&
         head < cq->size) {
         cq->head = (uint16_t)head;
+    }
+}
+
+/* 5.8: EventIdx one behind the head just read: the host's next head
+ * updates need no doorbell, since every post reads the shadow head. Kept
+ * moving with the head, as a fixed value would be passed once a lap. */
+static void cq_no_doorbell_needed(NvmeCtrl *ctrl, NvmeCQ *cq)
+{
+    if (cq->ei_addr) {
+        uint32_t v = (cq->head + cq->size - 1u) % cq->size;
+        nvme_dma_write(ctrl, cq->ei_addr, &v, 4);
+    }
+}
+
+/* 5.8: a full CQ with completions waiting needs the host's next head
+ * update: EventIdx at the head we know makes the host ring the doorbell
+ * when it moves on. The shadow head is read again after the store, in
+ * case the host moved it meanwhile (the next queue pass then posts). */
+static void cq_ask_for_doorbell(NvmeCtrl *ctrl, NvmeCQ *cq)
+{
+    uint32_t v = cq->head;
+    if (!cq->ei_addr) {
+        return;
+    }
+    nvme_dma_write(ctrl, cq->ei_addr, &v, 4);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    cq_update_shadow_head(ctrl, cq);
+    if (!cq_full(cq)) {
+        nvme_schedule(ctrl);
     }
 }
 
@@ -216,6 +254,7 @@ void nvme_post_cqe(NvmeCtrl *ctrl, uint16_t cqid, uint16_t sqid,
     if (cq_full(cq) || cq_has_pending(ctrl, cqid)) {
         if (ctrl->nr_pending < NVME_MAX_INFLIGHT) {
             ctrl->pending[ctrl->nr_pending++] = p;
+            cq_ask_for_doorbell(ctrl, cq);
         } else {
             nvme_fatal(ctrl, "completion backlog overflow");
         }
@@ -223,6 +262,7 @@ void nvme_post_cqe(NvmeCtrl *ctrl, uint16_t cqid, uint16_t sqid,
     }
     if (cq_write(ctrl, cq, &p)) {
         cq_notify(ctrl, cq);
+        cq_no_doorbell_needed(ctrl, cq);
     }
 }
 
@@ -245,6 +285,7 @@ void nvme_flush_pending(NvmeCtrl *ctrl, uint16_t cqid)
                 continue;
             }
             blocked[p->cqid] = true;
+            cq_ask_for_doorbell(ctrl, cq);
         }
         ctrl->pending[out++] = *p;
     }
@@ -273,14 +314,23 @@ static void sq_update_shadow_tail(NvmeCtrl *ctrl, NvmeSQ *sq)
     }
 }
 
-/* 5.8: EventIdx tells the host the last tail the controller saw, so it
- * rings the MMIO doorbell only when it moves past it. */
+/* 5.8: the host rings the MMIO doorbell only when its new tail moves
+ * past EventIdx. While commands of this SQ are in flight the controller
+ * reads the shadow tail again at their completion anyway, so EventIdx is
+ * left one behind the tail (no doorbell needed); an idle SQ asks for one
+ * at the next command. The shadow tail is read again after this store
+ * (sq_process), so a command the host adds meanwhile is not missed. */
 static void sq_update_eventidx(NvmeCtrl *ctrl, NvmeSQ *sq)
 {
     uint32_t v = sq->tail;
-    if (sq->ei_addr) {
-        nvme_dma_write(ctrl, sq->ei_addr, &v, 4);
+    if (!sq->ei_addr) {
+        return;
     }
+    if (ctrl->sq_inflight[sq->sqid]) {
+        v = (sq->tail + sq->size - 1u) % sq->size;
+    }
+    nvme_dma_write(ctrl, sq->ei_addr, &v, 4);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
 static bool can_fetch(const NvmeCtrl *ctrl, const NvmeSQ *sq)
@@ -356,6 +406,7 @@ bool nvme_process_queues(NvmeCtrl *ctrl)
         }
     }
     nvme_aen_deliver(ctrl);
+    nvme_msix_fire_due(ctrl);
     return more;
 }
 
@@ -402,7 +453,12 @@ void nvme_doorbell_write(NvmeCtrl *ctrl, uint64_t off, uint32_t value)
         }
         cq->head = (uint16_t)value;
         if (cq->ei_addr) {
-            nvme_dma_write(ctrl, cq->ei_addr, &value, 4);
+            /* 5.8: the controller reads the shadow head before every
+             * post, so further head updates need no doorbell (EventIdx
+             * one behind) unless completions wait for room. */
+            uint32_t ei = cq_has_pending(ctrl, (uint16_t)qid) ? value :
+                          (value + cq->size - 1u) % cq->size;
+            nvme_dma_write(ctrl, cq->ei_addr, &ei, 4);
         }
     }
     nvme_schedule(ctrl);
