@@ -269,6 +269,36 @@ static bool create_io_queues(NvmeDrv *drv, const NvmeDrvConfig *cfg,
     return true;
 }
 
+/* 5.8 Doorbell Buffer Config, as Linux does when OACS allows it: I/O
+ * queue doorbells then go to a page of guest memory and reach BAR0 only
+ * when the controller's EventIdx asks for it. A controller refusing it
+ * keeps plain doorbells. */
+static bool setup_dbbuf(NvmeDrv *drv, Error **errp)
+{
+    NvmeDrvState *st = drv->st;
+    uint64_t dbs = gm_alloc(drv->gm, GM_PAGE, errp);
+    uint64_t eis = dbs ? gm_alloc(drv->gm, GM_PAGE, errp) : 0;
+    if (!eis) {
+        return false;
+    }
+    NvmeCmd c = { .opcode = NVME_ADM_DBBUF_CONFIG };
+    c.dptr[0] = dbs;
+    c.dptr[1] = eis;
+    int status = nvme_drv_admin(drv, &c, NULL, errp);
+    if (status < 0) {
+        return false;
+    }
+    if (status == 0) {
+        st->dbbuf_gpa = dbs;
+        st->eibuf_gpa = eis;
+        gm_dirty(drv->gm, st, offsetof(NvmeDrvState, q));
+    } else {
+        log_info("testvm: Doorbell Buffer Config refused (status 0x%x), "
+                 "plain doorbells", status);
+    }
+    return true;
+}
+
 static bool config_ok(const NvmeDrvConfig *cfg, Error **errp)
 {
     if (cfg->io_queues < 1 || cfg->io_queues > DRV_MAX_IO_QUEUES ||
@@ -320,7 +350,7 @@ NvmeDrv *nvme_drv_init(Transport *t, GuestMem *gm, const NvmeDrvConfig *cfg,
     gm_dirty(gm, gm_header(gm), sizeof(GuestHeader));
     if (!drv->st->buf_gpa || !t->ops->map_memory(t, gm, errp) ||
         !enable(drv, cfg, errp) || !identify(drv, cfg->namespaces, errp) ||
-        !create_io_queues(drv, cfg, errp)) {
+        !create_io_queues(drv, cfg, errp) || !setup_dbbuf(drv, errp)) {
         error_prepend(errp, "NVMe bring-up: ");
         free(drv);
         return NULL;

@@ -61,6 +61,7 @@ typedef struct NvmeDrvState {
     uint64_t seq;
     uint64_t errors;                /* protocol errors seen */
     uint64_t buf_gpa;               /* scratch page for admin data */
+    uint64_t dbbuf_gpa, eibuf_gpa;  /* 5.8 shadow doorbells, 0: not used */
     uint32_t nr_aen;
     uint32_t aen_dw0[DRV_MAX_AEN];  /* async events received, in order */
     DrvQueue q[1 + DRV_MAX_IO_QUEUES];
@@ -105,7 +106,8 @@ bool nvme_drv_post_aers(NvmeDrv *drv, unsigned n, Error **errp);
 /* Processes admin completions (events). */
 void nvme_drv_poll_admin(NvmeDrv *drv);
 
-/* BAR0 doorbell of queue qid (cq: completion head). */
+/* BAR0 doorbell of queue qid (cq: completion head), always a register
+ * write (the shadow doorbells are used by the queues themselves). */
 bool nvme_drv_doorbell(NvmeDrv *drv, uint16_t qid, bool cq, uint32_t value,
                        Error **errp);
 /* Copies up to max CQEs of queue qid that the controller posted and the

@@ -58,10 +58,40 @@ int drv_queue_cmd(NvmeDrv *drv, unsigned qid, NvmeCmd *cmd, uint32_t tag)
     return cid;
 }
 
+/* 5.8: with shadow doorbells the new value goes to guest memory; the
+ * register is written only when it moves past the controller's
+ * EventIdx (the test of Linux' nvme_dbbuf_need_event). The full fence
+ * orders the shadow store before the EventIdx load, the mirror of the
+ * controller's EventIdx store before its shadow load. */
+static bool ring(NvmeDrv *drv, unsigned qid, bool cq, uint16_t value,
+                 Error **errp)
+{
+    const NvmeDrvState *st = drv->st;
+    if (qid == 0 || !st->dbbuf_gpa) {
+        return nvme_drv_doorbell(drv, (uint16_t)qid, cq, value, errp);
+    }
+    uint64_t off = (2u * qid + (cq ? 1u : 0u)) * (4u << st->dstrd);
+    uint32_t *db = gm_ptr(drv->gm, st->dbbuf_gpa + off, 4);
+    const uint32_t *ei = gm_ptr(drv->gm, st->eibuf_gpa + off, 4);
+    uint32_t size = cq ? st->q[qid].cq_size : st->q[qid].sq_size;
+    uint32_t old = __atomic_load_n(db, __ATOMIC_RELAXED);
+    __atomic_store_n(db, (uint32_t)value, __ATOMIC_RELEASE);
+    gm_dirty_gpa(drv->gm, st->dbbuf_gpa + off, 4);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    uint32_t event = __atomic_load_n(ei, __ATOMIC_ACQUIRE);
+    /* Ring offsets, not 16-bit counters: the values wrap at the queue
+     * size. Out-of-range shadow values (never written by a sane
+     * controller) ring, the safe side. */
+    if (old < size && event < size &&
+        (value + 2 * size - event - 1) % size >= (value + size - old) % size) {
+        return true;
+    }
+    return nvme_drv_doorbell(drv, (uint16_t)qid, cq, value, errp);
+}
+
 bool drv_ring_sq(NvmeDrv *drv, unsigned qid, Error **errp)
 {
-    return nvme_drv_doorbell(drv, (uint16_t)qid, false,
-                             drv->st->q[qid].sq_tail, errp);
+    return ring(drv, qid, false, drv->st->q[qid].sq_tail, errp);
 }
 
 static void protocol_error(NvmeDrv *drv, unsigned qid, const NvmeCqe *c,
@@ -151,7 +181,7 @@ unsigned drv_reap(NvmeDrv *drv, unsigned qid, DrvCqeFunc *fn, void *opaque)
     if (n) {
         drv_queue_dirty(drv, q);
         Error *err = NULL;
-        if (!nvme_drv_doorbell(drv, (uint16_t)qid, true, q->cq_head, &err)) {
+        if (!ring(drv, qid, true, q->cq_head, &err)) {
             error_report_err(err);
         }
     }

@@ -124,17 +124,32 @@ static bool queue_cmd(VscsiDrv *drv, unsigned qi, const VscsiCmd *c,
     return true;
 }
 
+/* 2.7.10: with EVENT_IDX the device names the avail index it wants to
+ * be notified at (avail_event, after the used ring); a kick is due only
+ * when this batch moved the index past it. */
+static bool kick_due(VscsiDrv *drv, VscsiQueue *q)
+{
+    uint16_t old = q->kicked_idx, cur = q->avail_idx;
+    q->kicked_idx = cur;
+    if (q->event_idx) {
+        const uint16_t *ev = gptr(drv, q->used_gpa + 4 + 8u * q->num, 2);
+        uint16_t event = le16toh(__atomic_load_n(ev, __ATOMIC_ACQUIRE));
+        return (uint16_t)(cur - event - 1) < (uint16_t)(cur - old);
+    }
+    const uint16_t *flags = gptr(drv, q->used_gpa, 2);
+    return !(le16toh(__atomic_load_n(flags, __ATOMIC_ACQUIRE)) &
+             VIRTQ_USED_F_NO_NOTIFY);
+}
+
 /* 2.7.13.3/2.7.13.4: publish the avail index, then notify unless the
- * device asked not to be (VIRTQ_USED_F_NO_NOTIFY). */
+ * device asked not to be (VIRTQ_USED_F_NO_NOTIFY, or avail_event). */
 static bool kick_queue(VscsiDrv *drv, unsigned qi)
 {
     VscsiQueue *q = &drv->st->q[qi];
     uint16_t *idx = gptr(drv, q->avail_gpa + 2, 2);
     __atomic_store_n(idx, htole16(q->avail_idx), __ATOMIC_RELEASE);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    uint16_t *flags = gptr(drv, q->used_gpa, 2);
-    if (le16toh(__atomic_load_n(flags, __ATOMIC_ACQUIRE)) &
-        VIRTQ_USED_F_NO_NOTIFY) {
+    if (!kick_due(drv, q)) {
         return true;
     }
     return vhost_fe_kick(drv->fe, VIRTIO_SCSI_VQ_REQUEST0 + qi);
@@ -165,8 +180,36 @@ static uint16_t slot_status(VscsiDrv *drv, VscsiQueue *q, unsigned s,
 typedef void VscsiDoneFunc(VscsiDrv *drv, void *opaque, uint32_t tag,
                            uint16_t status, uint8_t sense_key);
 
+static unsigned reap_used(VscsiDrv *drv, unsigned qi, VscsiDoneFunc *fn,
+                          void *opaque);
+
+/* 2.7.10: with EVENT_IDX the driver asks for the next interrupt at the
+ * first entry it has not reaped (used_event, after the avail ring); an
+ * entry the device published before seeing that is reaped here, since
+ * no interrupt will announce it. */
 static unsigned reap_queue(VscsiDrv *drv, unsigned qi, VscsiDoneFunc *fn,
                            void *opaque)
+{
+    VscsiQueue *q = &drv->st->q[qi];
+    unsigned n = reap_used(drv, qi, fn, opaque);
+    if (!q->event_idx) {
+        return n;
+    }
+    const uint16_t *uidx = gptr(drv, q->used_gpa + 2, 2);
+    uint16_t *used_event = gptr(drv, q->avail_gpa + 4 + 2u * q->num, 2);
+    do {
+        __atomic_store_n(used_event, htole16(q->last_used), __ATOMIC_RELEASE);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (le16toh(__atomic_load_n(uidx, __ATOMIC_ACQUIRE)) ==
+            q->last_used) {
+            return n;
+        }
+        n += reap_used(drv, qi, fn, opaque);
+    } while (true);
+}
+
+static unsigned reap_used(VscsiDrv *drv, unsigned qi, VscsiDoneFunc *fn,
+                          void *opaque)
 {
     VscsiQueue *q = &drv->st->q[qi];
     const uint16_t *uidx = gptr(drv, q->used_gpa + 2, 2);
@@ -285,7 +328,8 @@ static uint16_t ring_size(unsigned qd)
     return n;
 }
 
-static bool start_queue(VscsiDrv *drv, unsigned qi, Error **errp)
+static bool start_queue(VscsiDrv *drv, unsigned qi, bool event_idx,
+                        Error **errp)
 {
     VscsiQueue *q = &drv->st->q[qi];
     uint16_t num = ring_size(drv->st->qd);
@@ -300,7 +344,7 @@ static bool start_queue(VscsiDrv *drv, unsigned qi, Error **errp)
     }
     *q = (VscsiQueue){ .desc_gpa = ring, .avail_gpa = ring + avail_off,
                        .used_gpa = ring + used_off, .hdr_gpa = hdr,
-                       .num = num };
+                       .num = num, .event_idx = event_idx };
     return vhost_fe_start_ring(drv->fe, VIRTIO_SCSI_VQ_REQUEST0 + qi, num,
                                q->desc_gpa, q->avail_gpa, q->used_gpa,
                                errp);
@@ -310,8 +354,9 @@ static bool bring_up(VscsiDrv *drv, unsigned queues, unsigned luns,
                      Error **errp)
 {
     uint64_t acked;
-    if (!vhost_fe_setup(drv->fe, drv->gm, BIT_ULL(VIRTIO_F_VERSION_1),
-                        &acked, errp)) {
+    uint64_t want = BIT_ULL(VIRTIO_F_VERSION_1) |
+                    BIT_ULL(VIRTIO_RING_F_EVENT_IDX);
+    if (!vhost_fe_setup(drv->fe, drv->gm, want, &acked, errp)) {
         return false;
     }
     unsigned rings = vhost_fe_queue_num(drv->fe);
@@ -323,7 +368,8 @@ static bool bring_up(VscsiDrv *drv, unsigned queues, unsigned luns,
         return false;
     }
     for (unsigned i = 0; i < queues; i++) {
-        if (!start_queue(drv, i, errp)) {
+        if (!start_queue(drv, i, acked & BIT_ULL(VIRTIO_RING_F_EVENT_IDX),
+                         errp)) {
             return false;
         }
         drv->st->nr_queues = i + 1;

@@ -33,7 +33,9 @@ typedef struct VscsiQueue {
     uint16_t last_used;
     uint16_t outstanding;
     uint16_t next_slot;
-    uint16_t rsvd[3];
+    uint16_t kicked_idx;            /* avail_idx at the last kick */
+    uint16_t event_idx;             /* VIRTIO_RING_F_EVENT_IDX negotiated */
+    uint16_t rsvd;
     uint64_t submitted, completed;
     VscsiSlot slots[VSCSI_MAX_QD];
 } VscsiQueue;
