@@ -14,9 +14,12 @@ source QEMU (stopped) and the destination (not yet running) must hold
 identical guest memory: both are memfds, read here page by page.  fio
 verify runs on the scsi-hd and the scsi-block disk all along.
 
-One vCPU: QEMU 7.2's multi-threaded TCG loses pages written by the vCPUs
-themselves during migration, with QEMU's own virtio-scsi as well, which
-would make this comparison fail for reasons outside stormig.
+One vCPU: QEMU 7.2's TCG loses pages written by the vCPUs themselves
+during migration, with QEMU's own virtio-scsi as well (no stormig
+involved), often with two vCPUs and rarely with one; the guest kernel then
+crashes.  Such pages hold kernel data (per-CPU areas, struct pages) and
+differ by a few bytes; a write of ours that missed the log shows up on
+every hop under I/O, in response headers, used rings or data buffers.
 """
 
 import mmap
