@@ -18,6 +18,8 @@ void daemon_blockdev_close_all(void);
 
 /* The QMP commands of the daemon (run state, block, devices, migration). */
 void daemon_register_qmp_commands(EventLoop *loop);
+/* vhost-user devices' commands (qmp-vhost-user.c). */
+void daemon_register_vhost_user_qmp_commands(void);
 /* scsi-block's commands (qmp-scsi.c; only built with libiscsi). */
 void daemon_register_scsi_qmp_commands(void);
 

@@ -182,6 +182,7 @@ void daemon_register_qmp_commands(EventLoop *loop)
     qmp_register_command("migrate_cancel", qmp_migrate_cancel, NULL);
     qmp_register_command("query-migrate", qmp_query_migrate, NULL);
     qmp_register_command("quit", qmp_quit, loop);
+    daemon_register_vhost_user_qmp_commands();
 #ifdef CONFIG_LIBISCSI
     daemon_register_scsi_qmp_commands();
 #endif

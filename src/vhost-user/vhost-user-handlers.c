@@ -226,7 +226,7 @@ static VuResult h_set_log_base(VhostUserDev *dev, VhostUserMsg *msg)
     dev->log_map = (VuMapping){ p, end };
     dev->log_base = (uint8_t *)p + l->mmap_offset;
     dev->log_size = l->mmap_size;
-    vu_run_data(dev, vu_apply_log, dev);
+    vu_install_written(dev, l->mmap_size);     /* applies the log too */
     vu_unmap_all(&old, 1);
     /* vhost-user.rst: with LOG_SHMFD the back end replies once mapped. */
     return reply_u64(msg, 0);

@@ -75,6 +75,11 @@ struct VhostUserDev {
     uint8_t *log_base;
     uint64_t log_size;
     int log_fd;
+    /* Pages the device wrote while logging (guest-mem.h "written"); kept
+     * across connections so it can be read after a migration. */
+    uint8_t *written;
+    uint64_t written_size;
+    bool log_on;                /* data loop: VHOST_F_LOG_ALL applied */
 
     bool quiesced;
     VuQueue *queues;
@@ -90,6 +95,7 @@ void vu_queue_call(VuQueue *q);
 void vu_queue_teardown(VuQueue *q);
 bool vu_queue_set_kick(VuQueue *q, int fd, Error **errp);
 void vu_apply_log(void *opaque);
+void vu_install_written(VhostUserDev *dev, uint64_t size);
 void vu_unmap_all(VuMapping *maps, unsigned n);
 void vu_rings_changed(VhostUserDev *dev);
 

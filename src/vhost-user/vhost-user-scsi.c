@@ -587,6 +587,14 @@ static const DeviceClass vhost_user_scsi_class = {
     .vmm_stopped = vus_vmm_stopped,
 };
 
+VhostUserDev *vhost_user_scsi_backend(Device *dev)
+{
+    if (dev->cls != &vhost_user_scsi_class) {
+        return NULL;
+    }
+    return ((VhostUserScsi *)dev)->vu;
+}
+
 void vhost_user_scsi_register(void)
 {
     device_class_register(&vhost_user_scsi_class);

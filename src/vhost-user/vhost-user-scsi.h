@@ -14,6 +14,13 @@
 #ifndef STORMIG_VHOST_USER_VHOST_USER_SCSI_H
 #define STORMIG_VHOST_USER_VHOST_USER_SCSI_H
 
+#include "device/device.h"
+#include "vhost-user/vhost-user.h"
+
 void vhost_user_scsi_register(void);
+
+/* The vhost-user back end of a vhost-user-scsi device; NULL when dev is
+ * another type. */
+VhostUserDev *vhost_user_scsi_backend(Device *dev);
 
 #endif

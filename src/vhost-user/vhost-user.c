@@ -145,13 +145,82 @@ bool vu_queue_set_kick(VuQueue *q, int fd, Error **errp)
     return true;
 }
 
-/* Data loop: the dirty log is live only with VHOST_F_LOG_ALL. */
+/* Data loop: the dirty log is live only with VHOST_F_LOG_ALL. The
+ * written record restarts empty each time logging starts. */
 void vu_apply_log(void *opaque)
 {
     VhostUserDev *dev = opaque;
     bool on = dev->features & BIT_ULL(VHOST_F_LOG_ALL);
+    if (on && !dev->log_on && dev->written) {
+        memset(dev->written, 0, dev->written_size);
+    }
+    dev->log_on = on;
     dev->mem.log = on ? dev->log_base : NULL;
     dev->mem.log_size = on ? dev->log_size : 0;
+    bool keep = on && dev->log_base && dev->written;
+    dev->mem.written = keep ? dev->written : NULL;
+    dev->mem.written_size = keep ? dev->written_size : 0;
+}
+
+typedef struct WrittenSwap {
+    VhostUserDev *dev;
+    uint8_t *buf;
+    uint64_t size;
+} WrittenSwap;
+
+static void swap_written(void *opaque)
+{
+    WrittenSwap *w = opaque;
+    VhostUserDev *dev = w->dev;
+    /* A new log while logging is on (QEMU resizes it when guest memory
+     * grows) must not forget what was written so far. */
+    if (dev->log_on && dev->written) {
+        memcpy(w->buf, dev->written, w->size < dev->written_size ?
+                                    w->size : dev->written_size);
+    }
+    uint8_t *old = dev->written;
+    dev->written = w->buf;
+    dev->written_size = w->size;
+    w->buf = old;
+    vu_apply_log(dev);
+}
+
+/* Main loop, at SET_LOG_BASE: a record as large as the new log. On
+ * allocation failure the old one stays (and stops being updated). */
+void vu_install_written(VhostUserDev *dev, uint64_t size)
+{
+    WrittenSwap w = { dev, calloc(1, size), size };
+    if (!w.buf) {
+        log_ratelimited(LOG_WARN, "vhost-user: no memory for the record "
+                        "of written pages");
+        vu_run_data(dev, vu_apply_log, dev);
+        return;
+    }
+    vu_run_data(dev, swap_written, &w);
+    free(w.buf);
+}
+
+typedef struct WrittenQuery {
+    VhostUserDev *dev;
+    GuestPageRange *ranges;
+    size_t n;
+} WrittenQuery;
+
+static void query_written(void *opaque)
+{
+    WrittenQuery *q = opaque;
+    if (q->dev->written) {
+        q->ranges = guest_page_bitmap_ranges(q->dev->written,
+                                             q->dev->written_size, &q->n);
+    }
+}
+
+GuestPageRange *vhost_user_dev_written_pages(VhostUserDev *dev, size_t *n)
+{
+    WrittenQuery q = { dev, NULL, 0 };
+    vu_run_data(dev, query_written, &q);
+    *n = q.n;
+    return q.ranges;
 }
 
 void vu_unmap_all(VuMapping *maps, unsigned n)
@@ -677,6 +746,7 @@ void vhost_user_dev_free(VhostUserDev *dev)
         unlink(dev->socket_path);
     }
     free(dev->socket_path);
+    free(dev->written);
     free(dev->queues);
     free(dev);
 }

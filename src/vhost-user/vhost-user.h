@@ -100,6 +100,14 @@ typedef struct VhostUserQueueInfo {
 bool vhost_user_dev_queue_info(VhostUserDev *dev, unsigned index,
                                VhostUserQueueInfo *info);
 
+/*
+ * The guest pages the device wrote while the dirty log was last on
+ * (VHOST_F_LOG_ALL; the record restarts empty when logging starts and
+ * is kept after it stops, so a migration source can still answer). A
+ * malloc'd array, count in *n (NULL, 0: none). Main loop.
+ */
+GuestPageRange *vhost_user_dev_written_pages(VhostUserDev *dev, size_t *n);
+
 unsigned vhost_user_dev_num_queues(const VhostUserDev *dev);
 /* Negotiated virtio features (0 before SET_FEATURES). */
 uint64_t vhost_user_dev_features(const VhostUserDev *dev);

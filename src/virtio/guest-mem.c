@@ -2,6 +2,7 @@
 #include "virtio/guest-mem.h"
 
 #include <stdatomic.h>
+#include <stdlib.h>
 
 static atomic_uint_fast64_t log_missed;
 
@@ -106,10 +107,55 @@ void guest_mem_log_write(GuestMemory *mem, uint64_t gpa, uint64_t len)
         /* vhost-user.rst "Migration": bit (page % 8) of byte (page / 8). */
         __atomic_fetch_or(&mem->log[page / 8], (uint8_t)(1u << (page % 8)),
                           __ATOMIC_RELAXED);
+        if (mem->written && page / 8 < mem->written_size) {
+            /* Only the data loop touches the record: no atomic needed. */
+            mem->written[page / 8] |= (uint8_t)(1u << (page % 8));
+        }
     }
 }
 
 uint64_t guest_mem_log_missed(void)
 {
     return atomic_load(&log_missed);
+}
+
+static bool page_bit(const uint8_t *bitmap, uint64_t page)
+{
+    return bitmap[page / 8] & (1u << (page % 8));
+}
+
+GuestPageRange *guest_page_bitmap_ranges(const uint8_t *bitmap,
+                                         uint64_t size, size_t *n)
+{
+    GuestPageRange *out = NULL;
+    size_t count = 0, cap = 0;
+    uint64_t npages = size * 8;
+    *n = 0;
+    for (uint64_t page = 0; page < npages;) {
+        if (bitmap[page / 8] == 0 && page % 8 == 0) {
+            page += 8;          /* the common case: skip a clear byte */
+            continue;
+        }
+        if (!page_bit(bitmap, page)) {
+            page++;
+            continue;
+        }
+        uint64_t first = page;
+        while (page < npages && page_bit(bitmap, page)) {
+            page++;
+        }
+        if (count == cap) {
+            cap = cap ? cap * 2 : 16;
+            GuestPageRange *grown = realloc(out, cap * sizeof(*out));
+            if (!grown) {
+                free(out);
+                return NULL;
+            }
+            out = grown;
+        }
+        out[count++] = (GuestPageRange){ first * GUEST_LOG_PAGE_SIZE,
+                                         page - first };
+    }
+    *n = count;
+    return out;
 }

@@ -37,7 +37,19 @@ typedef struct GuestMemory {
     /* Dirty log (NULL: not logging). log_size is in bytes. */
     uint8_t *log;
     uint64_t log_size;
+    /* Our own record of the pages this device wrote while logging, same
+     * indexing as the log (NULL: none kept). Unlike the log, nobody else
+     * clears it, so after a migration it still says which pages the
+     * device itself touched. Data loop only; written_size in bytes. */
+    uint8_t *written;
+    uint64_t written_size;
 } GuestMemory;
+
+/* A run of consecutive 4 KiB guest pages. */
+typedef struct GuestPageRange {
+    uint64_t gpa;           /* of the first page */
+    uint64_t pages;
+} GuestPageRange;
 
 /* Outcome of a translation. */
 typedef enum GuestMemStatus {
@@ -71,11 +83,17 @@ void *guest_mem_ptr(const GuestMemory *mem, uint64_t gpa, uint64_t len);
 void *guest_mem_uva_ptr(const GuestMemory *mem, uint64_t uva, uint64_t len,
                         uint64_t *gpa);
 
-/* Marks every 4 KiB page of [gpa, gpa+len) dirty when logging; pages past
- * the end of the log are ignored (and counted). Safe to call with no log. */
+/* Marks every 4 KiB page of [gpa, gpa+len) dirty when logging, and in the
+ * written record when one is kept; pages past the end of the log are
+ * ignored (and counted). Safe to call with no log. */
 void guest_mem_log_write(GuestMemory *mem, uint64_t gpa, uint64_t len);
 
 /* Pages a write fell outside the log since start (diagnostics/tests). */
 uint64_t guest_mem_log_missed(void);
+
+/* The runs of set bits of a page bitmap (bit page % 8 of byte page / 8),
+ * as a malloc'd array (count in *n; NULL with *n 0 when none, or out of memory). */
+GuestPageRange *guest_page_bitmap_ranges(const uint8_t *bitmap,
+                                         uint64_t size, size_t *n);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -421,6 +422,85 @@ static void test_dirty_log(void **state)
     assert_false(page_dirty(f, f->drv.desc_gpa));
 }
 
+static bool in_ranges(const GuestPageRange *r, size_t n, uint64_t gpa)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (gpa >= r[i].gpa && (gpa - r[i].gpa) / 4096 < r[i].pages) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void set_features(Fixture *f, uint64_t extra)
+{
+    uint64_t want = BIT_ULL(VIRTIO_F_VERSION_1) |
+                    BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) | extra;
+    assert_int_equal(send_acked(f, VHOST_USER_SET_FEATURES, &want, 8, NULL,
+                                0), 0);
+}
+
+/* The record of written pages holds what the device wrote while logging
+ * was on (data-in buffer, used ring), not what it only read, not what it
+ * wrote before, and survives logging being switched off again. */
+static void test_written_pages(void **state)
+{
+    Fixture *f = *state;
+    negotiate(f, 0);
+    set_mem_table(f);
+    VhostUserLog lg = { LOG_SIZE, 0 };
+    uint32_t req, size;
+    uint64_t v = 1;
+    assert_true(vuc_send(f->sock, VHOST_USER_SET_LOG_BASE, 0, &lg, sizeof(lg),
+                         &f->logfd, 1));
+    assert_true(vuc_recv(f->loop, f->sock, &req, &v, &size));
+    assert_int_equal(v, 0);
+    setup_ring(f, 1u << VHOST_VRING_F_LOG, f->drv.used_gpa);
+    guest_submit(f, BUF_GPA + 0x1000, BUF_GPA + 0x3000);
+    assert_true(wait_call(f));
+    size_t n;
+    GuestPageRange *r = vhost_user_dev_written_pages(f->dev, &n);
+    assert_int_equal(n, 0);             /* logging was off */
+    free(r);
+
+    set_features(f, BIT_ULL(VHOST_F_LOG_ALL));
+    guest_submit(f, BUF_GPA + 0x5000, BUF_GPA + 0x8000);
+    assert_true(wait_call(f));
+    set_features(f, 0);
+    r = vhost_user_dev_written_pages(f->dev, &n);
+    assert_true(in_ranges(r, n, BUF_GPA + 0x8000));
+    assert_true(in_ranges(r, n, f->drv.used_gpa));
+    assert_false(in_ranges(r, n, BUF_GPA + 0x5000));   /* read only */
+    assert_false(in_ranges(r, n, f->drv.desc_gpa));
+    assert_false(in_ranges(r, n, f->drv.avail_gpa));
+    assert_false(in_ranges(r, n, BUF_GPA + 0x3000));   /* before logging */
+    free(r);
+
+    /* Logging starts again: the record restarts empty. */
+    set_features(f, BIT_ULL(VHOST_F_LOG_ALL));
+    r = vhost_user_dev_written_pages(f->dev, &n);
+    assert_int_equal(n, 0);
+    free(r);
+}
+
+static void test_page_bitmap_ranges(void **state)
+{
+    (void)state;
+    uint8_t bm[4] = { 0x06, 0x00, 0x80, 0x01 };   /* pages 1-2, 23-24 */
+    size_t n;
+    GuestPageRange *r = guest_page_bitmap_ranges(bm, sizeof(bm), &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(r[0].gpa, 1 * 4096);
+    assert_int_equal(r[0].pages, 2);
+    assert_int_equal(r[1].gpa, 23 * 4096);
+    assert_int_equal(r[1].pages, 2);
+    free(r);
+    memset(bm, 0, sizeof(bm));
+    r = guest_page_bitmap_ranges(bm, sizeof(bm), &n);
+    assert_int_equal(n, 0);
+    assert_null(r);
+}
+
 static void test_no_dirty_log_offered(void **state)
 {
     Fixture *f = make_fixture(false);
@@ -527,6 +607,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kick_fd_replaced_while_running,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_dirty_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_written_pages, setup, teardown),
+        cmocka_unit_test(test_page_bitmap_ranges),
         cmocka_unit_test(test_no_dirty_log_offered),
         cmocka_unit_test_setup_teardown(test_malformed_messages, setup,
                                         teardown),
