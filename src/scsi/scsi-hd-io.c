@@ -11,7 +11,9 @@
 
 static void hd_io_free(HdIo *io)
 {
-    free(io->iov);
+    if (io->iov != io->iov_inline) {
+        free(io->iov);
+    }
     free(io->bounce);
     free(io->descs);
     free(io);

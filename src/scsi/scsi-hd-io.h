@@ -13,6 +13,10 @@ typedef enum HdIoKind {
     IO_PATTERN,         /* WRITE SAME: one chunk of a repeated block */
 } HdIoKind;
 
+/* Most commands carry one to a few data buffers: their slice lives in
+ * the HdIo itself, sparing an allocation per command. */
+#define HD_IO_INLINE_IOV 4
+
 struct HdIo {
     ScsiHd *hd;
     ScsiRequest *req;
@@ -25,8 +29,9 @@ struct HdIo {
     bool may_unmap;
     bool flush_after;   /* write-through for commands without FUA */
     size_t xfer;        /* bytes moved to/from the initiator */
-    struct iovec *iov;
+    struct iovec *iov;  /* iov_inline, or allocated for longer lists */
     int iovcnt;
+    struct iovec iov_inline[HD_IO_INLINE_IOV];
     uint8_t *bounce;    /* aligned copy when the guest's buffers are not */
     uint8_t *descs;     /* IO_UNMAP: checked descriptors */
     unsigned n_descs, next_desc;

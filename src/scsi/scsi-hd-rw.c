@@ -76,7 +76,8 @@ static bool hd_io_map_buffers(HdIo *io, size_t bytes)
     uint32_t align = blk_alignment(io->hd->blk);
     int cnt = req->iovcnt > 0 ? req->iovcnt : 1;
 
-    io->iov = calloc((size_t)cnt, sizeof(*io->iov));
+    io->iov = cnt <= HD_IO_INLINE_IOV ? io->iov_inline :
+              calloc((size_t)cnt, sizeof(*io->iov));
     if (!io->iov) {
         return false;
     }
@@ -289,8 +290,8 @@ static void hd_write_pattern(ScsiHd *hd, HdIo *io, const uint8_t *block,
 
     io->kind = IO_PATTERN;
     io->bounce = aligned_alloc(align > 1 ? align : 8, chunk);
-    io->iov = calloc(1, sizeof(*io->iov));
-    if (!io->bounce || !io->iov) {
+    io->iov = io->iov_inline;
+    if (!io->bounce) {
         hd_io_fail_nomem(io);
         return;
     }
