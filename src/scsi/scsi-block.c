@@ -32,6 +32,8 @@ struct ScsiBlock {
     void *filter_opaque;
     ScsiPr *pr;                 /* migrate-pr=on: reservations (scsi-pr-lun.h) */
     ScsiPrWire pr_wire;         /* the "scsi-block/pr" subsection's fields */
+    bool x_lun_caps;            /* test only: act as if the LUN reported
+                                   SIP_C and ATC_C (tgt never does) */
 };
 
 struct SbTask {
@@ -99,6 +101,22 @@ static void sb_session_lost(ScsiBlock *sb)
     }
 }
 
+/* x-lun-caps=on, for tests: a LUN that reports SIP_C and ATC_C in REPORT
+ * CAPABILITIES (SPC-4 6.14.4, byte 2 bits 3 and 2), so the masking that
+ * migrate-pr does can be seen end to end on a target that reports
+ * neither. */
+static void sb_fake_lun_caps(ScsiRequest *req)
+{
+    uint8_t b2;
+    if (req->cdb[0] != 0x5e || (req->cdb[1] & 0x1f) != 0x02 ||
+        req->status != SAM_STAT_GOOD || req->data_len - req->residual < 3 ||
+        scsi_iov_to_buf(req->iov, req->iovcnt, 2, &b2, 1) != 1) {
+        return;
+    }
+    b2 |= 0x0c;
+    scsi_iov_from_buf(req->iov, req->iovcnt, 2, &b2, 1);
+}
+
 static void sb_task_cb(struct iscsi_context *iscsi, int status,
                        void *command_data, void *opaque)
 {
@@ -119,6 +137,9 @@ static void sb_task_cb(struct iscsi_context *iscsi, int status,
         req->residual = req->data_len;
     } else {
         sb_copy_result(req, t->task, status);
+        if (sb->x_lun_caps) {
+            sb_fake_lun_caps(req);
+        }
         if (sb->filter) {
             sb->filter(sb, req, sb->filter_opaque);
         }
@@ -571,7 +592,9 @@ static bool sb_realize(Device *dev, KeyVal *props, Error **errp)
     if (!keyval_get_str(props, "url", NULL, &url, errp) ||
         !keyval_get_str(props, "initiator-name", NULL, &initiator, errp) ||
         !keyval_get_str(props, "bus", NULL, &bus_name, errp) ||
-        !keyval_get_u32(props, "lun", 0, &lun, errp)) {
+        !keyval_get_u32(props, "lun", 0, &lun, errp) ||
+        !keyval_get_bool(props, "x-lun-caps", false, &sb->x_lun_caps,
+                         errp)) {
         return false;
     }
     if (!url || !initiator || !bus_name) {
