@@ -102,12 +102,40 @@ static void test_post_from_thread(void **state)
     loop_free(post_loop);
 }
 
+static int prepare_runs;
+static int prepare_left;
+
+static bool on_prepare(void *opaque)
+{
+    prepare_runs++;
+    return --prepare_left > 0;     /* work left: do not block */
+}
+
+static void test_prepare_hook(void **state)
+{
+    EventLoop *loop = loop_new(NULL);
+    assert_true(loop_add_prepare(loop, on_prepare, NULL, NULL));
+    /* With work left over the loop must not sleep its whole timeout. */
+    prepare_left = 4;
+    uint64_t t0 = clock_ms();
+    for (int i = 0; i < 3; i++) {
+        loop_run_once(loop, 5000);
+    }
+    assert_int_equal(prepare_runs, 3);
+    assert_true(clock_ms() - t0 < 4000);
+    loop_del_prepare(loop, on_prepare, NULL);
+    loop_run_once(loop, 0);
+    assert_int_equal(prepare_runs, 3);
+    loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fd_and_removal),
         cmocka_unit_test(test_periodic_timer),
         cmocka_unit_test(test_post_from_thread),
+        cmocka_unit_test(test_prepare_hook),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
