@@ -29,6 +29,8 @@ import sys
 import tempfile
 import time
 
+import guestmem
+
 PROMPT = b"stormig-guest# "
 SKIP = 77  # meson's exit code for a skipped test
 
@@ -439,12 +441,15 @@ def start_destination(src, name="dst", extra_args=None):
     """Start a QEMU like src, waiting for an incoming migration.
 
     extra_args defaults to src's (same devices); returns the started Guest.
+    It starts paused (-S): migrate() compares its memory with the source's
+    before letting it run.
     """
+    args = list(src.extra_args if extra_args is None else extra_args)
+    if "-S" not in args:
+        args.append("-S")
     dst = Guest(src.image, src.workdir, name=name, memory=src.memory,
                 smp=src.smp, machine=src.machine, cmdline=src.cmdline,
-                kernel_debug=src.kernel_debug,
-                extra_args=src.extra_args if extra_args is None
-                else extra_args)
+                kernel_debug=src.kernel_debug, extra_args=args)
     # Next to its console and QMP sockets: removed with them by close().
     dst.incoming = "unix:" + os.path.join(dst.sockdir, "migrate")
     dst.start()
@@ -455,12 +460,17 @@ def start_destination(src, name="dst", extra_args=None):
 
 
 def migrate(src, dst, timeout=120, max_bandwidth=1 << 30,
-            downtime_ms=300):
+            downtime_ms=300, written_pages=None):
     """Live-migrate src into dst and follow the guest there.
 
-    Returns the final query-migrate answer.  On success src is stopped and
-    closed, and dst is running with its own console attached; on failure
-    both are left as they are and GuestError is raised.
+    Returns the final query-migrate answer, plus "pages-compared" and
+    "qemu-lost-pages" (guestmem.restore_lost_pages).  On success src is
+    stopped and closed, and dst is running with its own console attached;
+    on failure both are left as they are and GuestError is raised.
+
+    written_pages: called once QEMU's migration completed and before dst
+    runs; returns the [gpa, pages] ranges device back ends wrote while
+    logging, which must not differ (None: every difference is QEMU's).
     """
     # The default 32 MiB/s cap would make the first pass take many seconds.
     src.qmp.command("migrate-set-parameters",
@@ -480,11 +490,34 @@ def migrate(src, dst, timeout=120, max_bandwidth=1 << 30,
         src.check_alive()
         dst.check_alive()
         time.sleep(0.1)
+    written = written_pages() if written_pages else []
+    info["pages-compared"], info["qemu-lost-pages"] = \
+        check_and_restore_memory(src, dst, written)
+    dst.qmp.command("cont")
     wait_for(lambda: dst.status() == "running", 30,
              "the destination to run", alive=dst.check_alive)
     src.quit()
     dst.boot_seconds = src.boot_seconds
     return info
+
+
+def check_and_restore_memory(src, dst, written):
+    """Both QEMUs stopped: compare their guest memory (guestmem.py).
+    Returns (pages compared, pages QEMU lost and the harness restored)."""
+    status = dst.status()
+    if status == "running":
+        raise GuestError("the destination runs before its memory was "
+                         "compared; start it with -S")
+    try:
+        pages, lost = guestmem.restore_lost_pages(src.proc.pid,
+                                                  dst.proc.pid, written)
+    except guestmem.MissedDirtyLog as e:
+        raise GuestError(str(e))
+    except (OSError, RuntimeError) as e:
+        raise GuestError(f"cannot compare guest memory: {e}")
+    if lost:
+        print(guestmem.lost_pages_line(lost), flush=True)
+    return pages, lost
 
 
 # --- test scaffolding --------------------------------------------------------

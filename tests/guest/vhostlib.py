@@ -12,7 +12,11 @@ migrate(src, dst) moves the VM the way the design prescribes:
   3. QEMU migrates; at its end it stops the device (GET_VRING_BASE on
      every ring), which releases the source stormigd: it sends the device
      state and hands the disks over while QEMU finishes;
-  4. both migrations must complete; the source pair is shut down.
+  4. both migrations must complete; before the destination QEMU (started
+     paused) runs, its guest memory is compared with the source's
+     (guestmem.py): a differing page the source stormigd wrote fails the
+     test, any other is QEMU 7.2's loss, restored and counted;
+  5. the destination runs; the source pair is shut down.
 
 Python 3 standard library only.
 """
@@ -119,7 +123,9 @@ class Host:
             pr = cfg.get("migrate_pr")
             devices.append(f"scsi-block,id=pt0,url={cfg['lun_url']},"
                            f"initiator-name={self.initiator},bus=scsi0,"
-                           "lun=1" + (f",migrate-pr={pr}" if pr else ""))
+                           "lun=1" + (f",migrate-pr={pr}" if pr else "") +
+                           (",x-lun-caps=on" if cfg.get("x_lun_caps")
+                            else ""))
         # Each daemon its own reservation journal: two daemons on one
         # host must never share journal files.
         self.pr_journal = os.path.join(wd, name + ".pr-journal")
@@ -201,11 +207,21 @@ def migrate(src, dst, timeout=180, keep_source=False):
     keep_source: leave the source stormigd running (postmigrate, its
     sessions still logged in) for the caller to inspect and close."""
     start_device_handoff(src, dst)
-    qemu = guestlib.migrate(src.guest, dst.guest, timeout=timeout)
-    src_info = wait_migration(src.daemon, 30)
-    dst_info = wait_migration(dst.daemon, 30)
-    if src.daemon.owns_disks() or not dst.daemon.owns_disks():
-        raise guestlib.GuestError("disk ownership did not move with the VM")
+    handoff = {}
+
+    def handoff_done():
+        """Both stormigd finished: the source's record is final."""
+        handoff["src"] = wait_migration(src.daemon, 30)
+        wait_migration(dst.daemon, 30)
+        if src.daemon.owns_disks() or not dst.daemon.owns_disks():
+            raise guestlib.GuestError("disk ownership did not move with "
+                                      "the VM")
+        handoff["written"] = written_pages(src.daemon)
+        return handoff["written"]
+
+    qemu = guestlib.migrate(src.guest, dst.guest, timeout=timeout,
+                            written_pages=handoff_done)
+    src_info = handoff["src"]
     if dst.daemon.status() != "running":
         raise guestlib.GuestError("destination stormigd does not run")
     src.guest = None  # guestlib.migrate stopped the source QEMU
@@ -217,7 +233,16 @@ def migrate(src, dst, timeout=180, keep_source=False):
         "handoff_downtime_ms": src_info.get("downtime"),
         "vmm_wait_ms": src_info.get("vmm-wait"),
         "state_bytes": src_info.get("device-state-size"),
+        "pages_compared": qemu["pages-compared"],
+        "qemu_lost_pages": qemu["qemu-lost-pages"],
+        "stormigd_written_pages": sum(n for _, n in handoff["written"]),
     }
+
+
+def written_pages(daemon, device="scsi0"):
+    """[gpa, pages] ranges the vhost-user device wrote while the dirty
+    log was last on (x-vhost-user-written-pages)."""
+    return daemon.cmd("x-vhost-user-written-pages", {"id": device})
 
 
 def format_stats(stats):
