@@ -3,8 +3,9 @@
 A guest (1 vCPU) on a scsi-block disk with migrate-pr=off over a tgtd
 LUN:
 
-* REPORT CAPABILITIES reaches the guest as the LUN sends it (every field
-  equal to what a third initiator reads, SIP_C and ATC_C included);
+* REPORT CAPABILITIES reaches the guest as stormigd receives it (every
+  field as a third initiator reads it; SIP_C and ATC_C set, as the
+  x-lun-caps test property makes the LUN report them);
 * the guest registers and takes a WRITE EXCLUSIVE reservation; nothing is
   snooped: query-devices shows no reservation state and no journal file
   is written;
@@ -39,7 +40,7 @@ def main():
             cfg = {"workdir": workdir, "image": image, "image_file": img,
                    "stormigd": vhostlib.find_stormigd(),
                    "lun_url": tgtd.add_lun(lun_file, size=LUN_SIZE),
-                   "migrate_pr": "off"}
+                   "migrate_pr": "off", "x_lun_caps": True}
             run(cfg)
 
     guestlib.run_test(body)
@@ -60,9 +61,12 @@ def expect_untracked(host):
 
 
 def check_caps(guest, dev, url):
+    """scsi-block runs with x-lun-caps=on: stormigd receives the LUN's
+    REPORT CAPABILITIES with SIP_C and ATC_C set (tgt reports neither);
+    with migrate-pr=off the guest must see them set, nothing patched."""
     data = prlib.guest_caps(guest, dev)
     seen = prlib.caps_fields(data)
-    lun = prlib.lun_caps(url)
+    lun = dict(prlib.lun_caps(url), sip_c=1, atc_c=1)
     if seen != {k: lun[k] for k in seen} or data[:2] != b"\x00\x08":
         raise guestlib.GuestError(f"REPORT CAPABILITIES: the guest sees "
                                   f"{data.hex()} = {seen}, the LUN sends "

@@ -48,7 +48,8 @@ def main():
         with tgtlib.Tgtd(workdir) as tgtd:
             cfg = {"workdir": workdir, "image": image, "image_file": img,
                    "stormigd": vhostlib.find_stormigd(),
-                   "lun_url": tgtd.add_lun(lun_file, size=LUN_SIZE)}
+                   "lun_url": tgtd.add_lun(lun_file, size=LUN_SIZE),
+                   "x_lun_caps": True}
             run(cfg)
 
     guestlib.run_test(body)
@@ -57,6 +58,9 @@ def main():
 
 
 def check_caps(guest, dev, url):
+    """The daemons run scsi-block with x-lun-caps=on: the LUN's REPORT
+    CAPABILITIES reaches stormigd with SIP_C and ATC_C set (tgt itself
+    reports neither), and migrate-pr=on must clear exactly those two."""
     seen = prlib.caps_fields(prlib.guest_caps(guest, dev))
     lun = prlib.lun_caps(url)
     want = {k: lun[k] for k in seen}
