@@ -165,7 +165,7 @@ if [ "$errors" != 0 ]; then
 fi
 
 echo
-echo "== SCSI over vhost-user: a QEMU VM migrated between two" \
+echo "== 5. SCSI over vhost-user: a QEMU VM migrated between two" \
      "QEMU+stormigd pairs under fio verify"
 if ! python3 "$ROOT/tests/guest/demo_vm_migration.py" \
         --stormigd "$STORMIGD" \
@@ -174,8 +174,6 @@ if ! python3 "$ROOT/tests/guest/demo_vm_migration.py" \
     echo "demo: the VM migration failed (logs were in $WORK/vm)"
     exit 1
 fi
-echo
-echo "demo: OK"
 
 # ---- NVMe over vfio-user -------------------------------------------------
 # A small VM (stormig-testvm) drives an NVMe controller served by one
@@ -203,7 +201,7 @@ nvme_demo() {
     done
     sleep 0.5
     echo
-    echo "== 5. NVMe over vfio-user: a test VM migrates between two stormigd"
+    echo "== 6. NVMe over vfio-user: a test VM migrates between two stormigd"
     if ! "$testvm" migrate-test --src-socket "$nd/A.sock" \
             --dst-socket "$nd/B.sock" --src-qmp "$nd/A.qmp" \
             --dst-qmp "$nd/B.qmp" --rounds 1 --queues 4 --qd 32 \
@@ -229,7 +227,7 @@ nvme_demo
 pr_demo() {
     prtest=$BUILD/stormig-prtest
     echo
-    echo "== 6. SCSI persistent reservation moves with a QEMU VM"
+    echo "== 7. SCSI persistent reservation moves with a QEMU VM"
     if [ ! -x "$prtest" ]; then
         echo "demo: $prtest not found (built without libiscsi): skipped"
         return 0
@@ -245,3 +243,6 @@ pr_demo() {
     echo "demo (reservations): OK"
 }
 pr_demo
+
+echo
+echo "demo: OK"
