@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 
 #include "hd-harness.h"
+#include "tgt-harness.h"
 #include "scsi/scsi-block.h"
 
 #define IMG "scsi-block-test.img"
@@ -32,26 +33,9 @@ static struct {
 
 static int helper(const char *cmd)
 {
-    char line[512];
-    snprintf(line, sizeof(line), "sh %s %s %s %d %s %s", t.helper, cmd,
-             t.dir, t.port, IMG, IQN);
-    int rc = system(line);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    return tgt_helper(t.helper, cmd, t.dir, t.port, IMG, IQN);
 }
 
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET,
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof(a);
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-        getsockname(s, (struct sockaddr *)&a, &len) < 0) {
-        return -1;
-    }
-    close(s);
-    return ntohs(a.sin_port);
-}
 
 static void fill(uint8_t *b, size_t len, uint8_t seed)
 {
@@ -72,7 +56,7 @@ static int setup(void **state)
     char opts[256];
 
     t.helper = getenv("TGTD_HELPER");
-    t.port = free_port();
+    t.port = tgt_free_port();
     snprintf(t.dir, sizeof(t.dir), "tgtd-%d", t.port);
     if (!t.helper || t.port < 0 ||
         !hd_harness_make_image(IMG, IMG_SIZE)) {
