@@ -21,7 +21,6 @@ import os
 
 import guestlib
 import prlib
-import tgtlib
 import vhostlib
 
 IMAGE_SIZE = 16 << 20
@@ -31,21 +30,8 @@ PRTYPE = prlib.BY_SHORT["we"]
 
 
 def main():
-    args, image, workdir = guestlib.setup_test(__doc__)
-    img = guestlib.make_disk(os.path.join(workdir, "hd.img"), IMAGE_SIZE)
-    lun_file = os.path.join(workdir, "lun.img")
-
-    def body():
-        with tgtlib.Tgtd(workdir) as tgtd:
-            cfg = {"workdir": workdir, "image": image, "image_file": img,
-                   "stormigd": vhostlib.find_stormigd(),
-                   "lun_url": tgtd.add_lun(lun_file, size=LUN_SIZE),
-                   "migrate_pr": "off", "x_lun_caps": True}
-            run(cfg)
-
-    guestlib.run_test(body)
-    os.unlink(img)
-    os.unlink(lun_file)
+    vhostlib.main_with_disks(__doc__, run, IMAGE_SIZE, LUN_SIZE,
+                             migrate_pr="off", x_lun_caps=True)
 
 
 def expect_untracked(host):

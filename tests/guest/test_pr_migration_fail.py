@@ -23,12 +23,10 @@ is briefly stopped); a new session with the dead destination's name gets
 RESERVATION CONFLICT; fio verify passes in the guest.
 """
 
-import os
 import time
 
 import guestlib
 import prlib
-import tgtlib
 import vhostlib
 from guestcheck import fio_verify
 
@@ -40,20 +38,7 @@ PRTYPE = prlib.BY_SHORT["we"]
 
 
 def main():
-    args, image, workdir = guestlib.setup_test(__doc__)
-    img = guestlib.make_disk(os.path.join(workdir, "hd.img"), IMAGE_SIZE)
-    lun_file = os.path.join(workdir, "lun.img")
-
-    def body():
-        with tgtlib.Tgtd(workdir) as tgtd:
-            cfg = {"workdir": workdir, "image": image, "image_file": img,
-                   "stormigd": vhostlib.find_stormigd(),
-                   "lun_url": tgtd.add_lun(lun_file, size=LUN_SIZE)}
-            run(cfg)
-
-    guestlib.run_test(body)
-    os.unlink(img)
-    os.unlink(lun_file)
+    vhostlib.main_with_disks(__doc__, run, IMAGE_SIZE, LUN_SIZE)
 
 
 def qemu_migration_status(guest):

@@ -10,12 +10,10 @@ running side holds the reservation.  Every fio round must verify, and the
 guest's last view of the reservation must be its own key and type.
 """
 
-import os
 import time
 
 import guestlib
 import prlib
-import tgtlib
 import vhostlib
 
 IMAGE_SIZE = 16 << 20
@@ -27,20 +25,7 @@ PRTYPE = prlib.BY_SHORT["ea"]
 
 
 def main():
-    args, image, workdir = guestlib.setup_test(__doc__)
-    img = guestlib.make_disk(os.path.join(workdir, "hd.img"), IMAGE_SIZE)
-    lun_file = os.path.join(workdir, "lun.img")
-
-    def body():
-        with tgtlib.Tgtd(workdir) as tgtd:
-            cfg = {"workdir": workdir, "image": image, "image_file": img,
-                   "stormigd": vhostlib.find_stormigd(),
-                   "lun_url": tgtd.add_lun(lun_file, size=LUN_SIZE)}
-            run(cfg)
-
-    guestlib.run_test(body)
-    os.unlink(img)
-    os.unlink(lun_file)
+    vhostlib.main_with_disks(__doc__, run, IMAGE_SIZE, LUN_SIZE)
 
 
 def hop(cfg, src, n, pt):

@@ -24,12 +24,10 @@ the first migration the guest's REPORT CAPABILITIES must equal the LUN's
 except SIP_C and ATC_C, which read 0.
 """
 
-import os
 import time
 
 import guestlib
 import prlib
-import tgtlib
 import vhostlib
 from guestcheck import fio_verify
 
@@ -40,21 +38,7 @@ KEY_BASE = 0x5703a11e00000000
 
 
 def main():
-    args, image, workdir = guestlib.setup_test(__doc__)
-    img = guestlib.make_disk(os.path.join(workdir, "hd.img"), IMAGE_SIZE)
-    lun_file = os.path.join(workdir, "lun.img")
-
-    def body():
-        with tgtlib.Tgtd(workdir) as tgtd:
-            cfg = {"workdir": workdir, "image": image, "image_file": img,
-                   "stormigd": vhostlib.find_stormigd(),
-                   "lun_url": tgtd.add_lun(lun_file, size=LUN_SIZE),
-                   "x_lun_caps": True}
-            run(cfg)
-
-    guestlib.run_test(body)
-    os.unlink(img)
-    os.unlink(lun_file)
+    vhostlib.main_with_disks(__doc__, run, IMAGE_SIZE, LUN_SIZE, x_lun_caps=True)
 
 
 def check_caps(guest, dev, url):

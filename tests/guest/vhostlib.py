@@ -25,6 +25,7 @@ import os
 import time
 
 import guestlib
+import tgtlib
 
 VENDOR = "STORMIG"
 PRODUCT = "E2E-DISK"
@@ -39,6 +40,29 @@ def find_stormigd(args=None):
         raise guestlib.GuestError("STORMIGD does not name the stormigd "
                                   "binary")
     return path
+
+
+def main_with_disks(doc, run, image_size, lun_size, **extra):
+    """The main() of a guest test on stormigd: a scratch image for the
+    scsi-hd, a tgtd LUN of lun_size for the scsi-block, then run(cfg)
+    with the cfg Host() takes (extra members added), inside
+    guestlib.run_test; the scratch files go afterwards."""
+    args, image, workdir = guestlib.setup_test(doc)
+    img = guestlib.make_disk(os.path.join(workdir, "hd.img"), image_size)
+    lun_file = os.path.join(workdir, "lun.img")
+
+    def body():
+        with tgtlib.Tgtd(workdir) as tgtd:
+            cfg = {"workdir": workdir, "image": image, "image_file": img,
+                   "stormigd": find_stormigd(),
+                   "lun_url": tgtd.add_lun(lun_file, size=lun_size),
+                   "lun_file": lun_file}
+            cfg.update(extra)
+            run(cfg)
+
+    guestlib.run_test(body)
+    os.unlink(img)
+    os.unlink(lun_file)
 
 
 def guest_disks(guest):
