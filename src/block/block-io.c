@@ -449,6 +449,24 @@ static int start_request(BlockRequest *req)
     return 0;
 }
 
+/* A checked read or write: copies the caller's iovec (it may live on the
+ * stack) and starts the request. */
+static int start_vectored(BlockBackend *blk, BlockReqType type,
+                          uint64_t offset, uint64_t bytes,
+                          const struct iovec *iov, int iovcnt, bool fua,
+                          BlockCompletionFunc *cb, void *opaque)
+{
+    BlockRequest *req = req_new(blk, type, offset, bytes, iovcnt, cb, opaque);
+    if (!req) {
+        return -ENOMEM;
+    }
+    if (iovcnt) {   /* a zero-length request may carry no iovec at all */
+        memcpy(req->iov_copy, iov, (size_t)iovcnt * sizeof(*iov));
+    }
+    req->fua = fua;
+    return start_request(req);
+}
+
 int blk_preadv(BlockBackend *blk, uint64_t offset, const struct iovec *iov,
                int iovcnt, BlockCompletionFunc *cb, void *opaque)
 {
@@ -460,15 +478,8 @@ int blk_preadv(BlockBackend *blk, uint64_t offset, const struct iovec *iov,
     if (ret < 0) {
         return ret;
     }
-    BlockRequest *req = req_new(blk, REQ_READ, offset, bytes, iovcnt, cb,
-                                opaque);
-    if (!req) {
-        return -ENOMEM;
-    }
-    if (iovcnt) {   /* a zero-length request may carry no iovec at all */
-        memcpy(req->iov_copy, iov, (size_t)iovcnt * sizeof(*iov));
-    }
-    return start_request(req);
+    return start_vectored(blk, REQ_READ, offset, bytes, iov, iovcnt, false,
+                          cb, opaque);
 }
 
 int blk_pwritev(BlockBackend *blk, uint64_t offset, const struct iovec *iov,
@@ -485,16 +496,8 @@ int blk_pwritev(BlockBackend *blk, uint64_t offset, const struct iovec *iov,
     if (ret < 0) {
         return ret;
     }
-    BlockRequest *req = req_new(blk, REQ_WRITE, offset, bytes, iovcnt, cb,
-                                opaque);
-    if (!req) {
-        return -ENOMEM;
-    }
-    if (iovcnt) {   /* a zero-length request may carry no iovec at all */
-        memcpy(req->iov_copy, iov, (size_t)iovcnt * sizeof(*iov));
-    }
-    req->fua = fua;
-    return start_request(req);
+    return start_vectored(blk, REQ_WRITE, offset, bytes, iov, iovcnt, fua,
+                          cb, opaque);
 }
 
 int blk_flush(BlockBackend *blk, BlockCompletionFunc *cb, void *opaque)
