@@ -15,7 +15,6 @@ import sys
 import time
 
 import guestlib
-import tgtlib
 import vhostlib
 
 IMAGE_SIZE = 64 << 20
@@ -26,21 +25,7 @@ CHECK_SIZE = 16 << 20
 
 
 def main():
-    args, image, workdir = guestlib.setup_test(__doc__)
-    stormigd = vhostlib.find_stormigd(args)
-    img = guestlib.make_disk(os.path.join(workdir, "hd.img"), IMAGE_SIZE)
-    lun_file = os.path.join(workdir, "lun.img")
-
-    def body():
-        with tgtlib.Tgtd(workdir) as tgtd:
-            cfg = {"workdir": workdir, "image": image, "stormigd": stormigd,
-                   "image_file": img,
-                   "lun_url": tgtd.add_lun(lun_file, size=LUN_SIZE)}
-            run(cfg)
-
-    guestlib.run_test(body)
-    os.unlink(img)
-    os.unlink(lun_file)
+    vhostlib.main_with_disks(__doc__, run, IMAGE_SIZE, LUN_SIZE)
 
 
 def wait_progress(guest, devs, before, timeout=90):

@@ -8,11 +8,9 @@ fio verify runs on both disks throughout and afterwards; the destination
 stormigd never owned a disk.
 """
 
-import os
 import time
 
 import guestlib
-import tgtlib
 import vhostlib
 
 IMAGE_SIZE = 64 << 20
@@ -22,20 +20,7 @@ CHECK_SIZE = 16 << 20
 
 
 def main():
-    args, image, workdir = guestlib.setup_test(__doc__)
-    img = guestlib.make_disk(os.path.join(workdir, "hd.img"), IMAGE_SIZE)
-    lun_file = os.path.join(workdir, "lun.img")
-
-    def body():
-        with tgtlib.Tgtd(workdir) as tgtd:
-            cfg = {"workdir": workdir, "image": image, "image_file": img,
-                   "stormigd": vhostlib.find_stormigd(),
-                   "lun_url": tgtd.add_lun(lun_file, size=LUN_SIZE)}
-            run(cfg, lun_file)
-
-    guestlib.run_test(body)
-    os.unlink(img)
-    os.unlink(lun_file)
+    vhostlib.main_with_disks(__doc__, lambda cfg: run(cfg, cfg["lun_file"]), IMAGE_SIZE, LUN_SIZE)
 
 
 def cancel_qemu_migration(src, dst):
