@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 static int set_lock(int fd, int cmd, short type, off_t byte)
@@ -170,12 +171,45 @@ int image_lock_probe(int fd, ImageLockHolder *holder)
     return 1;
 }
 
+static bool lock_busy(int ret)
+{
+    return ret == -EAGAIN || ret == -EACCES;
+}
+
+/*
+ * A lock that no process holds through a descriptor belongs to a process
+ * that is exiting: a killed process's io_uring (and its in-flight requests)
+ * keep the open file description alive until the kernel's asynchronous
+ * ring teardown finishes, a few milliseconds after the process is gone.
+ * Wait for that, bounded, instead of reporting a phantom owner.
+ */
+static int lock_wait_orphaned(int fd)
+{
+    const struct timespec step = { .tv_nsec = IMAGE_LOCK_ORPHAN_STEP_MS *
+                                              1000000l };
+    int ret = -EAGAIN;
+    for (int waited = 0; waited < IMAGE_LOCK_ORPHAN_WAIT_MS && lock_busy(ret);
+         waited += IMAGE_LOCK_ORPHAN_STEP_MS) {
+        nanosleep(&step, NULL);
+        ret = set_lock(fd, F_OFD_SETLK, F_WRLCK, IMAGE_LOCK_OWNER_BYTE);
+    }
+    return ret;
+}
+
 bool image_lock_acquire(int fd, const char *filename, Error **errp)
 {
     int ret = set_lock(fd, F_OFD_SETLK, F_WRLCK, IMAGE_LOCK_OWNER_BYTE);
-    if (ret == -EAGAIN || ret == -EACCES) {
-        ImageLockHolder h;
+    ImageLockHolder h = { 0 };
+    if (lock_busy(ret)) {
         find_holder(fd, &h);
+        if (!h.pid) {
+            ret = lock_wait_orphaned(fd);
+            if (lock_busy(ret)) {
+                find_holder(fd, &h);
+            }
+        }
+    }
+    if (lock_busy(ret)) {
         if (h.pid == getpid()) {
             error_setg(errp, "disk image '%s' is already opened read-write "
                        "by another block backend of this process", filename);
@@ -184,8 +218,9 @@ bool image_lock_acquire(int fd, const char *filename, Error **errp)
                        "which owns it", filename, (int)h.pid,
                        h.comm[0] ? h.comm : "unknown program");
         } else {
-            error_setg(errp, "disk image '%s' is locked by another process "
-                       "(pid not found)", filename);
+            error_setg(errp, "disk image '%s' is locked through a file no "
+                       "running process holds (waited %d ms for its release)",
+                       filename, IMAGE_LOCK_ORPHAN_WAIT_MS);
         }
         return false;
     }

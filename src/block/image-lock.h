@@ -35,8 +35,14 @@ typedef struct ImageLockHolder {
     char comm[32];              /* program name, "" when unknown */
 } ImageLockHolder;
 
+/* How long a lock held through no process's descriptor (its holder is
+ * exiting) is waited for before acquiring gives up. */
+#define IMAGE_LOCK_ORPHAN_WAIT_MS 2000
+#define IMAGE_LOCK_ORPHAN_STEP_MS 5
+
 /* Takes the ownership lock through fd. On conflict the error names the
- * holder: "... locked by process PID (COMM)". */
+ * holder: "... locked by process PID (COMM)". A lock that no live process
+ * holds is waited for, up to IMAGE_LOCK_ORPHAN_WAIT_MS. */
 bool image_lock_acquire(int fd, const char *filename, Error **errp);
 void image_lock_release(int fd);
 

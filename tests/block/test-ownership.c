@@ -11,7 +11,10 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "block/block.h"
 #include "block/image-lock.h"
@@ -346,6 +349,108 @@ static void test_activation_all_or_nothing(void **state)
     assert_int_equal(lock_holder(f->img_b), getpid());
 }
 
+/*
+ * A child takes the lock, then parks its descriptor in a unix socket's
+ * queue (SCM_RIGHTS) and closes it: the lock stays held through a file no
+ * process has a descriptor of, as with a killed process whose io_uring
+ * teardown still holds its files. The child exits after hold_ms, which
+ * drops the queue and the lock.
+ */
+static pid_t orphan_lock_start(const char *file, int hold_ms)
+{
+    int ready[2];
+    assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* A failed assertion in the parent must not leave us behind. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(file, O_RDWR | O_CLOEXEC);
+        int sv[2];
+        if (fd < 0 || !image_lock_acquire(fd, file, NULL) ||
+            socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) {
+            _exit(1);
+        }
+        char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+        char byte = 0;
+        struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+                              .msg_control = cbuf,
+                              .msg_controllen = sizeof(cbuf) };
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        if (sendmsg(sv[0], &msg, 0) != 1) {
+            _exit(1);
+        }
+        close(fd);
+        if (write(ready[1], "r", 1) != 1) {
+            _exit(1);
+        }
+        struct timespec ts = { hold_ms / 1000, (hold_ms % 1000) * 1000000l };
+        nanosleep(&ts, NULL);
+        _exit(0);
+    }
+    close(ready[1]);
+    char c;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    return pid;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A lock whose holder is exiting is waited for, not reported as owned. */
+static void test_orphaned_lock_is_waited_for(void **state)
+{
+    Fixture *f = *state;
+    int64_t start = now_ms();
+    pid_t child = orphan_lock_start(f->img_a, 200);
+    int fd = open(f->img_a, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    ImageLockHolder h = { 0 };
+    assert_int_equal(image_lock_probe(fd, &h), 1);
+    assert_int_equal(h.pid, 0);
+    Error *err = NULL;
+    bool ok = image_lock_acquire(fd, f->img_a, &err);
+    if (!ok) {
+        print_error("%s\n", error_get_pretty(err));
+        error_free(err);
+    }
+    assert_true(ok);
+    assert_true(now_ms() - start >= 200);
+    assert_int_equal(lock_holder(f->img_a), getpid());
+    image_lock_release(fd);
+    close(fd);
+    waitpid(child, NULL, 0);
+}
+
+/* ...but only for a bounded time, and the error says why. */
+static void test_orphaned_lock_wait_is_bounded(void **state)
+{
+    Fixture *f = *state;
+    pid_t child = orphan_lock_start(f->img_a,
+                                    IMAGE_LOCK_ORPHAN_WAIT_MS + 3000);
+    int fd = open(f->img_a, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    Error *err = NULL;
+    int64_t start = now_ms();
+    assert_false(image_lock_acquire(fd, f->img_a, &err));
+    assert_true(now_ms() - start >= IMAGE_LOCK_ORPHAN_WAIT_MS);
+    assert_non_null(strstr(error_get_pretty(err), "no running process"));
+    error_free(err);
+    close(fd);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -360,6 +465,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_names_holder, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_activation_all_or_nothing,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_orphaned_lock_is_waited_for,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_orphaned_lock_wait_is_bounded,
                                         setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
