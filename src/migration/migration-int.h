@@ -64,6 +64,16 @@ typedef struct MigState {
     uint64_t late_ns;               /* src: taking everything back */
     char *late_error;               /* src: why it was refused */
     bool downtime_valid;
+    /* The device part of the downtime, phase by phase (0: not reached).
+     * src: stop_ns -> stopped (devices quiesced) -> saved (state
+     * serialised and queued) -> loaded (STATE_LOADED) -> inactivated
+     * (disks given up) -> end_ns. dst: state received -> loaded ->
+     * switchover received -> activated (disks, then devices' takeover)
+     * -> started. Reported as
+     * query-migrate's "downtime-parts". */
+    uint64_t stopped_ns, saved_ns, loaded_ns, inactivated_ns;
+    uint64_t state_ns, switchover_ns, activated_ns, started_ns;
+    uint64_t activate_disks_ns, activate_devices_ns;    /* dst */
     uint64_t device_state_size;
     uint64_t transferred;
 

@@ -96,6 +96,7 @@ bool mig_src_stop_vm(Error **errp)
     if (!vm_stop(RUN_STATE_FINISH_MIGRATE, errp)) {
         return false;
     }
+    mig.stopped_ns = clock_ns();
     mig_global.running = mig.was_running;
     mig_set_status(MIGRATION_STATUS_DEVICE);
     return true;
@@ -142,6 +143,7 @@ static bool src_send_state(Error **errp)
     }
     bool ok = src_send(MIG_MSG_DEVICE_STATE, data, (uint32_t)len, errp);
     free(data);
+    mig.saved_ns = clock_ns();
     mig.step = MIG_STEP_WAIT_LOADED;
     return ok;
 }
@@ -292,6 +294,7 @@ static bool src_switchover(Error **errp)
     if (!mig_src_give_up_disks(errp)) {
         return false;
     }
+    mig.inactivated_ns = clock_ns();
     uint8_t flags = mig.was_running ? MIG_SWITCHOVER_RUN : 0;
     mig.step = MIG_STEP_WAIT_DONE;
     return src_send(MIG_MSG_SWITCHOVER, &flags, 1, errp);
@@ -374,6 +377,7 @@ static bool src_handle(uint16_t type, const uint8_t *payload, uint32_t len,
     }
     if (type == MIG_MSG_STATE_LOADED && mig.step == MIG_STEP_WAIT_LOADED &&
         len == 0) {
+        mig.loaded_ns = clock_ns();
         return src_switchover(errp);
     }
     if (type == MIG_MSG_SWITCHOVER_DONE && mig.step == MIG_STEP_WAIT_DONE &&

@@ -101,6 +101,10 @@ void mig_begin(MigRole role)
     mig.disks_given_up = false;
     mig.start_ns = clock_ns();
     mig.setup_done_ns = mig.stop_ns = mig.end_ns = 0;
+    mig.stopped_ns = mig.saved_ns = mig.loaded_ns = mig.inactivated_ns = 0;
+    mig.state_ns = mig.switchover_ns = mig.activated_ns = 0;
+    mig.started_ns = 0;
+    mig.activate_disks_ns = mig.activate_devices_ns = 0;
     mig.downtime_valid = false;
     mig.device_state_size = 0;
     mig.transferred = 0;
@@ -282,6 +286,56 @@ static void mig_late_query(json_object *o)
     }
 }
 
+static void add_ms(json_object *parts, const char *name, uint64_t ns)
+{
+    json_object_object_add(parts, name, json_object_new_double(ns_to_ms(ns)));
+}
+
+/* A phase from one recorded instant to the next, once both were reached. */
+static void add_part(json_object *parts, const char *name, uint64_t from,
+                     uint64_t to)
+{
+    if (from && to >= from) {
+        add_ms(parts, name, to - from);
+    }
+}
+
+/* Each side reports the phases it sees. The source's follow one another
+ * from the stop to SWITCHOVER_DONE, so they add up to its downtime;
+ * "wait-loaded" and "wait-switchover" are the destination's load and
+ * activation as the source waits for them (plus the channel). */
+static json_object *mig_downtime_parts(void)
+{
+    json_object *p = json_object_new_object();
+    if (mig.role == MIG_ROLE_SOURCE) {
+        if (!mig.downtime_valid) {
+            json_object_put(p);
+            return NULL;
+        }
+        add_part(p, "stop", mig.stop_ns, mig.stopped_ns);
+        add_part(p, "save", mig.stopped_ns, mig.saved_ns);
+        add_part(p, "wait-loaded", mig.saved_ns, mig.loaded_ns);
+        add_part(p, "inactivate", mig.loaded_ns, mig.inactivated_ns);
+        add_part(p, "wait-switchover", mig.inactivated_ns, mig.end_ns);
+        return p;
+    }
+    if (mig.status != MIGRATION_STATUS_COMPLETED) {
+        json_object_put(p);
+        return NULL;
+    }
+    add_part(p, "load", mig.state_ns, mig.loaded_ns);
+    add_part(p, "activate", mig.switchover_ns, mig.activated_ns);
+    if (mig.activated_ns) {
+        /* Inside "activate": taking the images, then the devices' hooks
+         * (a scsi-block reservation takeover is its pr-takeover-ms in
+         * query-devices). */
+        add_ms(p, "activate-disks", mig.activate_disks_ns);
+        add_ms(p, "activate-devices", mig.activate_devices_ns);
+    }
+    add_part(p, "start", mig.activated_ns, mig.started_ns);
+    return p;
+}
+
 json_object *migration_query(void)
 {
     json_object *o = json_object_new_object();
@@ -320,6 +374,10 @@ json_object *migration_query(void)
     if (mig.error_desc) {
         json_object_object_add(o, "error-desc",
             json_object_new_string(mig.error_desc));
+    }
+    json_object *parts = mig_downtime_parts();
+    if (parts) {
+        json_object_object_add(o, "downtime-parts", parts);
     }
     mig_late_query(o);
     return o;

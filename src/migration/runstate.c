@@ -3,6 +3,7 @@
 #include "block/ownership.h"
 #include "device/device.h"
 #include "util/log.h"
+#include "util/loop.h"
 
 static RunState current = RUN_STATE_PRELAUNCH;
 static EventSinkFunc *event_sink;
@@ -92,15 +93,29 @@ bool vm_start(Error **errp)
     return true;
 }
 
+static uint64_t last_disks_ns, last_devices_ns;
+
+void vm_last_activation_ns(uint64_t *disks_ns, uint64_t *devices_ns)
+{
+    *disks_ns = last_disks_ns;
+    *devices_ns = last_devices_ns;
+}
+
 bool vm_activate_disks(Error **errp)
 {
     if (blk_ownership_is_owned()) {
         return true;
     }
+    uint64_t t0 = clock_ns();
+    last_disks_ns = last_devices_ns = 0;
     if (!blk_ownership_activate_all(errp)) {
         return false;
     }
-    if (!device_activate_all(errp)) {
+    uint64_t t1 = clock_ns();
+    last_disks_ns = t1 - t0;
+    bool ok = device_activate_all(errp);
+    last_devices_ns = clock_ns() - t1;
+    if (!ok) {
         /* Give the images back: a half-activated process must not hold
          * them. */
         Error *local = NULL;

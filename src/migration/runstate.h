@@ -10,6 +10,7 @@
 #define STORMIG_MIGRATION_RUNSTATE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <json-c/json.h>
 
@@ -45,6 +46,10 @@ bool vm_start(Error **errp);
 
 /* Ownership first, then the devices' own activation. No-op when owned. */
 bool vm_activate_disks(Error **errp);
+/* How long the last vm_activate_disks that did something spent taking
+ * the images and running the devices' activate hooks (e.g. a SCSI
+ * reservation takeover); both 0 before the first. */
+void vm_last_activation_ns(uint64_t *disks_ns, uint64_t *devices_ns);
 
 /* Devices first (reverse order), then ownership. No-op when not owned, so
  * a process that never ran never inactivates twice (seed 004). On failure
