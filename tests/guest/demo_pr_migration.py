@@ -10,14 +10,10 @@ Usage: demo_pr_migration.py --stormigd BIN --build-script SH
 (STORMIG_PRTEST names stormig-prtest.)
 """
 
-import argparse
-import os
-import shutil
 import sys
 
 import guestlib
 import prlib
-import tgtlib
 import vhostlib
 from guestcheck import fio_verify
 
@@ -27,26 +23,8 @@ FIO_SIZE = 4 << 20
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    for opt in ("--stormigd", "--build-script", "--image-dir", "--work-dir"):
-        p.add_argument(opt, required=True)
-    args = p.parse_args()
-    if not shutil.which("qemu-system-x86_64") or not shutil.which("tgtd"):
-        print("reservation demo skipped: QEMU or tgtd is not installed")
-        return 0
-    image = guestlib.build_image(args.build_script, args.image_dir)
-    os.makedirs(args.work_dir, exist_ok=True)
-    img = guestlib.make_disk(os.path.join(args.work_dir, "hd.img"), 16 << 20)
-    with tgtlib.Tgtd(args.work_dir) as tgtd:
-        cfg = {"workdir": args.work_dir, "image": image, "image_file": img,
-               "stormigd": os.path.abspath(args.stormigd),
-               "lun_url": tgtd.add_lun(os.path.join(args.work_dir, "lun.img"),
-                                       size=16 << 20)}
-        try:
-            return demo(cfg)
-        except guestlib.GuestError as e:
-            print(f"reservation demo failed: {e}", file=sys.stderr)
-            return 1
+    return vhostlib.demo_main(__doc__, demo, "reservation demo", 16 << 20,
+                              16 << 20)
 
 
 def holder_line(seen):

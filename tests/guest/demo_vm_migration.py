@@ -6,36 +6,17 @@ Usage: demo_vm_migration.py --stormigd BIN --build-script SH --image-dir DIR
                             --work-dir DIR
 """
 
-import argparse
-import os
-import shutil
 import sys
 import time
 
 import guestlib
-import tgtlib
 import vhostlib
 
 FIO_SIZE = 4 << 20
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    for opt in ("--stormigd", "--build-script", "--image-dir", "--work-dir"):
-        p.add_argument(opt, required=True)
-    args = p.parse_args()
-    if not shutil.which("qemu-system-x86_64") or not shutil.which("tgtd"):
-        print("VM demo skipped: QEMU or tgtd is not installed")
-        return 0
-    image = guestlib.build_image(args.build_script, args.image_dir)
-    os.makedirs(args.work_dir, exist_ok=True)
-    img = guestlib.make_disk(os.path.join(args.work_dir, "hd.img"), 64 << 20)
-    with tgtlib.Tgtd(args.work_dir) as tgtd:
-        cfg = {"workdir": args.work_dir, "image": image, "image_file": img,
-               "stormigd": os.path.abspath(args.stormigd),
-               "lun_url": tgtd.add_lun(os.path.join(args.work_dir, "lun.img"),
-                                       size=32 << 20)}
-        return demo(cfg)
+    return vhostlib.demo_main(__doc__, demo, "VM demo", 64 << 20, 32 << 20)
 
 
 def demo(cfg):

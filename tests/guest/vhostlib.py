@@ -21,7 +21,10 @@ migrate(src, dst) moves the VM the way the design prescribes:
 Python 3 standard library only.
 """
 
+import argparse
 import os
+import shutil
+import sys
 import time
 
 import guestlib
@@ -63,6 +66,35 @@ def main_with_disks(doc, run, image_size, lun_size, **extra):
     guestlib.run_test(body)
     os.unlink(img)
     os.unlink(lun_file)
+
+
+def demo_main(doc, demo, what, image_size, lun_size):
+    """The main() of a make demo part on stormigd: builds (or reuses) the
+    guest image, a scsi-hd image of image_size and a tgtd LUN of lun_size
+    in --work-dir, then returns demo(cfg) as the exit status (1, with the
+    reason, on a GuestError)."""
+    p = argparse.ArgumentParser(description=doc)
+    for opt in ("--stormigd", "--build-script", "--image-dir", "--work-dir"):
+        p.add_argument(opt, required=True)
+    args = p.parse_args()
+    if not shutil.which("qemu-system-x86_64") or not shutil.which("tgtd"):
+        print(f"{what} skipped: QEMU or tgtd is not installed")
+        return 0
+    image = guestlib.build_image(args.build_script, args.image_dir)
+    os.makedirs(args.work_dir, exist_ok=True)
+    img = guestlib.make_disk(os.path.join(args.work_dir, "hd.img"),
+                             image_size)
+    with tgtlib.Tgtd(args.work_dir) as tgtd:
+        cfg = {"workdir": args.work_dir, "image": image, "image_file": img,
+               "stormigd": os.path.abspath(args.stormigd),
+               "lun_url": tgtd.add_lun(os.path.join(args.work_dir,
+                                                    "lun.img"),
+                                       size=lun_size)}
+        try:
+            return demo(cfg)
+        except guestlib.GuestError as e:
+            print(f"{what} failed: {e}", file=sys.stderr)
+            return 1
 
 
 def guest_disks(guest):
