@@ -50,12 +50,33 @@ def check_writes_continue(d):
              f"{d.name} writing")
 
 
+SRC_PARTS = ("stop", "save", "wait-loaded", "inactivate", "wait-switchover")
+DST_PARTS = ("load", "activate", "activate-disks", "activate-devices",
+             "start")
+
+
+def check_downtime_parts(m, d):
+    """Each side's downtime-parts: all there and >= 0; the source's
+    follow one another from its stop to the end, so they add up to its
+    downtime; taking the disks and the devices' hooks are inside the
+    destination's activate. (1e-6 ms: rounding of the sums.)"""
+    sp, dp = m.get("downtime-parts", {}), d.get("downtime-parts", {})
+    check(sorted(sp) == sorted(SRC_PARTS) and
+          sorted(dp) == sorted(DST_PARTS) and
+          min(list(sp.values()) + list(dp.values())) >= 0 and
+          abs(sum(sp.values()) - m["downtime"]) < 1e-6 and
+          dp["activate-disks"] + dp["activate-devices"] <=
+          dp["activate"] + 1e-6, f"downtime parts: source {m}, dest {d}")
+
+
 def check_migrated(src, dst):
     m = src.wait_migration()
     check(m["status"] == "completed", f"source: {m}")
     check(m["downtime"] > 0 and m["device-state-size"] > 1024 and
           m["transferred"] > m["device-state-size"] and "setup-time" in m, m)
-    check(dst.wait_migration()["status"] == "completed", "destination")
+    d = dst.wait_migration()
+    check(d["status"] == "completed", "destination")
+    check_downtime_parts(m, d)
     check(src.status() == "postmigrate", src.status())
     check(dst.status() == "running", dst.status())
     check(src.owned() == [] and dst.owned() == ["d0"],
