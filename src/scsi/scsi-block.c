@@ -469,47 +469,106 @@ void scsi_block_resubmit(ScsiBlock *sb, ScsiRequest *req)
     sb_submit(&sb->lun, req);
 }
 
-bool scsi_block_sync_command(ScsiBlock *sb, const uint8_t *cdb,
-                             size_t cdb_len, ScsiDataDir dir, void *buf,
-                             size_t len, ScsiBlockResult *res, Error **errp)
+/* A request for one synchronous command; false (errp set) if invalid. */
+static bool sb_sync_prepare(ScsiBlock *sb, SbSync *s, struct iovec *iov,
+                            const ScsiBlockCommand *c, Error **errp)
 {
-    SbSync s = { 0 };
-    struct iovec iov = { .iov_base = buf, .iov_len = len };
-
-    if (cdb_len == 0 || cdb_len > SCSI_CDB_MAX) {
-        error_setg(errp, "bad CDB length %zu", cdb_len);
+    if (c->cdb_len == 0 || c->cdb_len > SCSI_CDB_MAX) {
+        error_setg(errp, "scsi-block %s: bad CDB length %zu", sb->dev.id,
+                   c->cdb_len);
         return false;
+    }
+    *s = (SbSync){ 0 };
+    *iov = (struct iovec){ .iov_base = c->buf, .iov_len = c->len };
+    memcpy(s->req.cdb, c->cdb, c->cdb_len);
+    s->req.cdb_len = (uint8_t)c->cdb_len;
+    s->req.dir = c->buf && c->len ? c->dir : SCSI_DIR_NONE;
+    s->req.iov = iov;
+    s->req.iovcnt = 1;
+    s->req.data_len = s->req.dir == SCSI_DIR_NONE ? 0 : c->len;
+    s->req.complete = sb_sync_done;
+    s->req.opaque = s;
+    return true;
+}
+
+/* The result of a completed synchronous command; false if the session
+ * lost it (BUSY, or a CHECK CONDITION for the lost nexus). */
+static bool sb_sync_result(ScsiBlock *sb, const SbSync *s,
+                           ScsiBlockCommand *c, Error **errp)
+{
+    bool lost = s->req.status == SAM_STAT_BUSY ||
+                (s->req.status == SAM_STAT_CHECK_CONDITION &&
+                 !scsi_block_session_up(sb));
+    if (s->req.response != SCSI_RESP_OK || lost) {
+        error_setg(errp, "scsi-block %s: command %02x not delivered",
+                   sb->dev.id, c->cdb[0]);
+        return false;
+    }
+    c->res.status = s->req.status;
+    c->res.sense_len = s->req.sense_len;
+    memcpy(c->res.sense, s->req.sense, s->req.sense_len);
+    c->res.transferred = s->req.data_len - s->req.residual;
+    return true;
+}
+
+static bool sb_sync_all_done(const SbSync *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!s[i].done) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool scsi_block_sync_commands(ScsiBlock *sb, ScsiBlockCommand *cmds,
+                              size_t n, Error **errp)
+{
+    SbSync s[SCSI_BLOCK_SYNC_MAX];
+    struct iovec iov[SCSI_BLOCK_SYNC_MAX];
+    Error *local = NULL;
+
+    if (n == 0 || n > SCSI_BLOCK_SYNC_MAX) {
+        error_setg(errp, "scsi-block %s: %zu commands at once (1 to %d)",
+                   sb->dev.id, n, SCSI_BLOCK_SYNC_MAX);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        memset(&cmds[i].res, 0, sizeof(cmds[i].res));
+        if (!sb_sync_prepare(sb, &s[i], &iov[i], &cmds[i], errp)) {
+            return false;
+        }
     }
     if (!scsi_block_session_up(sb)) {
         error_setg(errp, "scsi-block %s: no iSCSI session", sb->dev.id);
         return false;
     }
-    memcpy(s.req.cdb, cdb, cdb_len);
-    s.req.cdb_len = (uint8_t)cdb_len;
-    s.req.dir = buf && len ? dir : SCSI_DIR_NONE;
-    s.req.iov = &iov;
-    s.req.iovcnt = 1;
-    s.req.data_len = s.req.dir == SCSI_DIR_NONE ? 0 : len;
-    s.req.complete = sb_sync_done;
-    s.req.opaque = &s;
-    /* Goes around the bus (no TMF bookkeeping needed) and the filter
-     * still sees it. */
-    scsi_req_submit(&sb->lun, &s.req);
-    while (!s.done) {
+    /* All go out before any reply is awaited. They go around the bus (no
+     * TMF bookkeeping needed) and the filter still sees them. */
+    for (size_t i = 0; i < n; i++) {
+        scsi_req_submit(&sb->lun, &s[i].req);
+    }
+    while (!sb_sync_all_done(s, n)) {
         loop_run_once(sb->lun.loop, SB_SERVICE_MS);
     }
-    bool lost = s.req.status == SAM_STAT_BUSY ||
-                (s.req.status == SAM_STAT_CHECK_CONDITION &&
-                 !scsi_block_session_up(sb));
-    if (s.req.response != SCSI_RESP_OK || lost) {
-        error_setg(errp, "scsi-block %s: command %02x not delivered",
-                   sb->dev.id, cdb[0]);
+    bool ok = true;
+    for (size_t i = 0; i < n; i++) {
+        ok = sb_sync_result(sb, &s[i], &cmds[i], ok ? &local : NULL) && ok;
+    }
+    error_propagate(errp, local);
+    return ok;
+}
+
+bool scsi_block_sync_command(ScsiBlock *sb, const uint8_t *cdb,
+                             size_t cdb_len, ScsiDataDir dir, void *buf,
+                             size_t len, ScsiBlockResult *res, Error **errp)
+{
+    ScsiBlockCommand c = { .cdb = cdb, .cdb_len = cdb_len, .dir = dir,
+                           .buf = buf, .len = len };
+    if (!scsi_block_sync_commands(sb, &c, 1, errp)) {
         return false;
     }
-    res->status = s.req.status;
-    res->sense_len = s.req.sense_len;
-    memcpy(res->sense, s.req.sense, s.req.sense_len);
-    res->transferred = s.req.data_len - s.req.residual;
+    *res = c.res;
     return true;
 }
 

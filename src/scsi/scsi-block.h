@@ -54,6 +54,27 @@ bool scsi_block_sync_command(ScsiBlock *sb, const uint8_t *cdb,
                              size_t cdb_len, ScsiDataDir dir, void *buf,
                              size_t len, ScsiBlockResult *res, Error **errp);
 
+/* One command of scsi_block_sync_commands. */
+typedef struct ScsiBlockCommand {
+    const uint8_t *cdb;
+    size_t cdb_len;
+    ScsiDataDir dir;
+    void *buf;
+    size_t len;
+    ScsiBlockResult res;            /* filled in */
+} ScsiBlockCommand;
+
+#define SCSI_BLOCK_SYNC_MAX 8       /* commands per call */
+
+/*
+ * Submits the n commands all at once on the LUN's session and waits until
+ * every one completed: one round trip for the lot. The target may run
+ * them in any order. As scsi_block_sync_command otherwise; false when any
+ * command could not be delivered (the others still have res filled).
+ */
+bool scsi_block_sync_commands(ScsiBlock *sb, ScsiBlockCommand *cmds,
+                              size_t n, Error **errp);
+
 /* Submits again a request the LUN held back (the reservation gate, see
  * scsi-pr-lun.h); on the LUN's loop. */
 void scsi_block_resubmit(ScsiBlock *sb, ScsiRequest *req);

@@ -62,13 +62,13 @@ static const char *contradiction(const ScsiPrState *st, const ScsiPrKeys *k,
     return NULL;
 }
 
-static bool verify(ScsiPr *pr, const ScsiPrState *st, Error **errp)
+/* Round trip 1: READ KEYS and READ RESERVATION together. */
+static bool verify(const ScsiPrIo *io, const ScsiPrState *st, Error **errp)
 {
     ScsiPrKeys k;
     ScsiPrReservation r;
     char lun[512];
-    if (!scsi_pr_io_read_keys(&pr->io, &k, errp) ||
-        !scsi_pr_io_read_reservation(&pr->io, &r, errp)) {
+    if (!scsi_pr_io_read_keys_and_reservation(io, &k, &r, errp)) {
         return false;
     }
     const char *why = contradiction(st, &k, &r);
@@ -84,15 +84,16 @@ static bool verify(ScsiPr *pr, const ScsiPrState *st, Error **errp)
     return true;
 }
 
-/* After the PREEMPT only this nexus carries the key (5.13.11.4: every
- * other registration with it was removed). */
-static bool check_outcome(ScsiPr *pr, const ScsiPrState *st, Error **errp)
+/* Round trip 4, the reads together again. After the PREEMPT only this
+ * nexus carries the key (5.13.11.4: every other registration with it was
+ * removed). */
+static bool check_outcome(const ScsiPrIo *io, const ScsiPrState *st,
+                          Error **errp)
 {
     ScsiPrKeys k;
     ScsiPrReservation r;
     char lun[512];
-    if (!scsi_pr_io_read_keys(&pr->io, &k, errp) ||
-        !scsi_pr_io_read_reservation(&pr->io, &r, errp)) {
+    if (!scsi_pr_io_read_keys_and_reservation(io, &k, &r, errp)) {
         return false;
     }
     const char *why = contradiction(st, &k, &r);
@@ -109,21 +110,34 @@ static bool check_outcome(ScsiPr *pr, const ScsiPrState *st, Error **errp)
 
 /* Seed 000: REGISTER the key on this nexus, then PREEMPT the registration
  * that held it, with the same key and type: the reservation moves
- * atomically, and the old nexus is unregistered. */
+ * atomically, and the old nexus is unregistered. Four round trips, each
+ * waiting for the one before (docs/migrate-pr.md); *round_trips gets the
+ * batches sent, UNIT ATTENTION retries included. */
 static bool take_over(ScsiPr *pr, const ScsiPrState *st, const char *when,
-                      Error **errp)
+                      unsigned *round_trips, Error **errp)
 {
-    if (!verify(pr, st, errp)) {
+    ScsiPrIo io = pr->io;
+    *round_trips = 0;
+    io.round_trips = round_trips;
+    /* The REGISTER waits for the verification: registering the key
+     * first would give this nexus a registration even when another host
+     * has preempted the guest meanwhile, i.e. un-fence a guest that the
+     * cluster fenced (SPC-4 5.13.11: a preempted nexus stays out until
+     * it registers again). */
+    if (!verify(&io, st, errp)) {
         error_prepend(errp, "%s: ", when);
         return false;
     }
     /* REGISTER AND IGNORE EXISTING KEY: also right when this nexus is
-     * still registered (a rollback before the destination preempted). */
-    if (!scsi_pr_io_out(&pr->io, SCSI_PROUT_REGISTER_AND_IGNORE, 0, 0,
-                        st->key, NULL, errp) ||
-        !scsi_pr_io_out(&pr->io, SCSI_PROUT_PREEMPT, st->type, st->key,
-                        st->key, NULL, errp) ||
-        !check_outcome(pr, st, errp)) {
+     * still registered (a rollback before the destination preempted).
+     * The PREEMPT waits for it: an unregistered nexus's PREEMPT gets
+     * RESERVATION CONFLICT (SPC-4 5.13.11), and commands in flight
+     * together may run in any order. */
+    if (!scsi_pr_io_out(&io, SCSI_PROUT_REGISTER_AND_IGNORE, 0, 0, st->key,
+                        NULL, errp) ||
+        !scsi_pr_io_out(&io, SCSI_PROUT_PREEMPT, st->type, st->key, st->key,
+                        NULL, errp) ||
+        !check_outcome(&io, st, errp)) {
         error_prepend(errp, "%s: ", when);
         return false;
     }
@@ -138,7 +152,9 @@ bool scsi_pr_activate(ScsiPr *pr, Error **errp)
     }
     ScsiPrState st = scsi_pr_state(pr);
     uint64_t started = clock_ns();
-    if (st.key != 0 && !take_over(pr, &st, "reservation handoff", errp)) {
+    unsigned trips = 0;
+    if (st.key != 0 &&
+        !take_over(pr, &st, "reservation handoff", &trips, errp)) {
         error_prepend(errp, "scsi-block %s: ", pr->dev_id);
         log_error("%s", error_get_pretty(*errp));
         scsi_pr_open_gate(pr, true);
@@ -148,11 +164,12 @@ bool scsi_pr_activate(ScsiPr *pr, Error **errp)
         uint64_t took = clock_ns() - started;
         pthread_mutex_lock(&pr->lock);
         pr->takeover_ns = took ? took : 1;
+        pr->takeover_round_trips = trips;
         pthread_mutex_unlock(&pr->lock);
         log_info("scsi-block %s: took over key 0x%" PRIx64 " with %s in "
-                 "%.3f ms", pr->dev_id, st.key, st.type ?
+                 "%.3f ms, %u round trips", pr->dev_id, st.key, st.type ?
                  scsi_pr_type_name(st.type) : "no reservation",
-                 (double)took / 1e6);
+                 (double)took / 1e6, trips);
     }
     scsi_pr_journal_update(pr, true);
     scsi_pr_open_gate(pr, false);
@@ -207,13 +224,14 @@ static void adopt_full_status(ScsiPr *pr, const ScsiPrFullStatus *e,
         ScsiPrState st = { .key = e[i].key,
                            .type = e[i].holder ? e[i].type : 0 };
         Error *err = NULL;
+        unsigned trips;
         if (!found || !j->active || j->st.key != st.key) {
             note(pr, "the LUN shows key 0x%" PRIx64 " registered by this "
                  "initiator, but the journal does not say this guest holds "
                  "it: not adopted", st.key);
             return;
         }
-        if (!take_over(pr, &st, "adopting the reservation", &err)) {
+        if (!take_over(pr, &st, "adopting the reservation", &trips, &err)) {
             note(pr, "%s", error_get_pretty(err));
             error_free(err);
             return;
@@ -241,8 +259,7 @@ static void check_journal(ScsiPr *pr, const ScsiPrJournal *j)
     ScsiPrReservation r;
     Error *err = NULL;
     char lun[512];
-    if (!scsi_pr_io_read_keys(&pr->io, &k, &err) ||
-        !scsi_pr_io_read_reservation(&pr->io, &r, &err)) {
+    if (!scsi_pr_io_read_keys_and_reservation(&pr->io, &k, &r, &err)) {
         note(pr, "cannot check the journal: %s", error_get_pretty(err));
         error_free(err);
         return;

@@ -45,6 +45,7 @@ struct ScsiPr {
     ScsiPrWire loaded;
     char startup_note[512];         /* what start-up could not adopt */
     uint64_t takeover_ns;           /* the last takeover (0: none yet) */
+    unsigned takeover_round_trips;  /* batches the last takeover sent */
 
     pthread_mutex_t journal_lock;   /* one writer at a time; and: */
     bool journal_exists;

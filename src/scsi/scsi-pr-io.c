@@ -59,20 +59,69 @@ static bool is_unit_attention(const ScsiPrResult *res)
            s.key == SCSI_SENSE_KEY_UNIT_ATTENTION;
 }
 
+/* Sends the commands of cmds whose index is in idx as one batch and
+ * copies their results back. */
+static bool send_subset(const ScsiPrIo *io, ScsiPrCmd *cmds,
+                        const size_t *idx, size_t n, Error **errp)
+{
+    ScsiPrCmd sub[SCSI_PR_BATCH_MAX];
+    for (size_t i = 0; i < n; i++) {
+        sub[i] = cmds[idx[i]];
+        memset(&sub[i].res, 0, sizeof(sub[i].res));
+    }
+    if (io->round_trips) {
+        ++*io->round_trips;
+    }
+    bool ok = io->fn(io->opaque, sub, n, errp);
+    for (size_t i = 0; i < n; i++) {
+        cmds[idx[i]].res = sub[i].res;
+    }
+    return ok;
+}
+
+bool scsi_pr_io_batch(const ScsiPrIo *io, ScsiPrCmd *cmds, size_t n,
+                      Error **errp)
+{
+    size_t idx[SCSI_PR_BATCH_MAX], pending = n;
+
+    if (n == 0 || n > SCSI_PR_BATCH_MAX) {
+        error_setg(errp, "%s: a batch of %zu commands (1 to %d)", io->who, n,
+                   SCSI_PR_BATCH_MAX);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        idx[i] = i;
+    }
+    for (int round = 0; round < UA_RETRIES && pending; round++) {
+        if (!send_subset(io, cmds, idx, pending, errp)) {
+            return false;
+        }
+        /* Only the commands that met a UNIT ATTENTION go again: the
+         * others were executed and must not be repeated. */
+        size_t again = 0;
+        for (size_t i = 0; i < pending; i++) {
+            if (is_unit_attention(&cmds[idx[i]].res)) {
+                idx[again++] = idx[i];
+            }
+        }
+        pending = again;
+    }
+    return true;
+}
+
 bool scsi_pr_io_command(const ScsiPrIo *io, const uint8_t *cdb,
                         size_t cdb_len, ScsiDataDir dir, void *buf,
                         size_t len, ScsiPrResult *res, Error **errp)
 {
-    for (int i = 0; i < UA_RETRIES; i++) {
-        memset(res, 0, sizeof(*res));
-        if (!io->fn(io->opaque, cdb, cdb_len, dir, buf, len, res, errp)) {
-            return false;
-        }
-        if (!is_unit_attention(res)) {
-            break;
-        }
+    ScsiPrCmd c = { .cdb_len = cdb_len, .dir = dir, .buf = buf, .len = len };
+    if (cdb_len == 0 || cdb_len > sizeof(c.cdb)) {
+        error_setg(errp, "%s: bad CDB length %zu", io->who, cdb_len);
+        return false;
     }
-    return true;
+    memcpy(c.cdb, cdb, cdb_len);
+    bool ok = scsi_pr_io_batch(io, &c, 1, errp);
+    *res = c.res;
+    return ok;
 }
 
 /* errp gets "<who>: <what> failed: <status and sense>". */
@@ -110,26 +159,42 @@ bool scsi_pr_io_out(const ScsiPrIo *io, uint8_t sa, uint8_t type,
     return true;
 }
 
+/* A PR IN of sa into buf (zeroed first). */
+static void pr_in_prepare(ScsiPrCmd *c, uint8_t sa, uint8_t *buf, size_t len)
+{
+    *c = (ScsiPrCmd){ .cdb_len = SCSI_PR_IN_CDB_LEN,
+                      .dir = SCSI_DIR_FROM_DEV, .buf = buf, .len = len };
+    scsi_pr_in_encode(sa, (uint16_t)len, c->cdb);
+    memset(buf, 0, len);
+}
+
+/* False unless the PR IN got GOOD; *len becomes the bytes received. */
+static bool pr_in_check(const ScsiPrIo *io, const ScsiPrCmd *c,
+                        const char *what, size_t *len, Error **errp)
+{
+    if (c->res.status != SAM_STAT_GOOD) {
+        char full[64];
+        snprintf(full, sizeof(full), "PERSISTENT RESERVE IN %s", what);
+        set_scsi_error(io, full, &c->res, errp);
+        return false;
+    }
+    *len = c->res.transferred < c->len ? c->res.transferred : c->len;
+    return true;
+}
+
 /* PR IN into buf; false unless GOOD. */
 static bool pr_in(const ScsiPrIo *io, uint8_t sa, const char *what,
                   uint8_t *buf, size_t *len, ScsiPrResult *res, Error **errp)
 {
-    uint8_t cdb[SCSI_PR_IN_CDB_LEN];
-    scsi_pr_in_encode(sa, (uint16_t)*len, cdb);
-    memset(buf, 0, *len);
-    if (!scsi_pr_io_command(io, cdb, sizeof(cdb), SCSI_DIR_FROM_DEV, buf,
-                            *len, res, errp)) {
+    ScsiPrCmd c;
+    pr_in_prepare(&c, sa, buf, *len);
+    bool sent = scsi_pr_io_batch(io, &c, 1, errp);
+    *res = c.res;
+    if (!sent) {
         error_prepend(errp, "%s: PERSISTENT RESERVE IN %s: ", io->who, what);
         return false;
     }
-    if (res->status != SAM_STAT_GOOD) {
-        char full[64];
-        snprintf(full, sizeof(full), "PERSISTENT RESERVE IN %s", what);
-        set_scsi_error(io, full, res, errp);
-        return false;
-    }
-    *len = res->transferred < *len ? res->transferred : *len;
-    return true;
+    return pr_in_check(io, &c, what, len, errp);
 }
 
 bool scsi_pr_io_read_keys(const ScsiPrIo *io, ScsiPrKeys *keys,
@@ -152,6 +217,27 @@ bool scsi_pr_io_read_reservation(const ScsiPrIo *io, ScsiPrReservation *r,
     return pr_in(io, SCSI_PRIN_READ_RESERVATION, "READ RESERVATION", buf,
                  &len, &res, errp) &&
            scsi_pr_reservation_decode(buf, len, r, errp);
+}
+
+bool scsi_pr_io_read_keys_and_reservation(const ScsiPrIo *io,
+                                          ScsiPrKeys *keys,
+                                          ScsiPrReservation *r, Error **errp)
+{
+    uint8_t kbuf[PR_IN_BUF], rbuf[24];
+    size_t klen, rlen;
+    ScsiPrCmd c[2];
+
+    pr_in_prepare(&c[0], SCSI_PRIN_READ_KEYS, kbuf, sizeof(kbuf));
+    pr_in_prepare(&c[1], SCSI_PRIN_READ_RESERVATION, rbuf, sizeof(rbuf));
+    if (!scsi_pr_io_batch(io, c, 2, errp)) {
+        error_prepend(errp, "%s: PERSISTENT RESERVE IN READ KEYS and READ "
+                      "RESERVATION: ", io->who);
+        return false;
+    }
+    return pr_in_check(io, &c[0], "READ KEYS", &klen, errp) &&
+           pr_in_check(io, &c[1], "READ RESERVATION", &rlen, errp) &&
+           scsi_pr_keys_decode(kbuf, klen, keys, errp) &&
+           scsi_pr_reservation_decode(rbuf, rlen, r, errp);
 }
 
 bool scsi_pr_io_report_caps(const ScsiPrIo *io, ScsiPrCaps *caps,

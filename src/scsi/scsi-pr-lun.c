@@ -17,21 +17,34 @@ bool scsi_pr_migrate_default(void)
     return !device_compat_before(0, 2);
 }
 
-/* scsi_block_sync_command as a ScsiPrCommandFn. */
-static bool sb_command(void *opaque, const uint8_t *cdb, size_t cdb_len,
-                       ScsiDataDir dir, void *buf, size_t len,
-                       ScsiPrResult *res, Error **errp)
+/* scsi_block_sync_commands as a ScsiPrBatchFn. */
+static bool sb_batch(void *opaque, ScsiPrCmd *cmds, size_t n, Error **errp)
 {
-    ScsiBlockResult r;
-    if (!scsi_block_sync_command(opaque, cdb, cdb_len, dir, buf, len, &r,
-                                 errp)) {
+    ScsiBlockCommand c[SCSI_BLOCK_SYNC_MAX];
+    if (n > SCSI_BLOCK_SYNC_MAX) {
+        error_setg(errp, "%zu commands at once", n);
         return false;
     }
-    res->status = r.status;
-    res->sense_len = r.sense_len;
-    memcpy(res->sense, r.sense, r.sense_len);
-    res->transferred = r.transferred;
-    return true;
+    for (size_t i = 0; i < n; i++) {
+        c[i] = (ScsiBlockCommand){ .cdb = cmds[i].cdb,
+                                   .cdb_len = cmds[i].cdb_len,
+                                   .dir = cmds[i].dir, .buf = cmds[i].buf,
+                                   .len = cmds[i].len };
+    }
+    bool ok = scsi_block_sync_commands(opaque, c, n, errp);
+    for (size_t i = 0; i < n; i++) {
+        ScsiPrResult *res = &cmds[i].res;
+        res->status = c[i].res.status;
+        res->sense_len = c[i].res.sense_len;
+        memcpy(res->sense, c[i].res.sense, c[i].res.sense_len);
+        res->transferred = c[i].res.transferred;
+    }
+    return ok;
+}
+
+ScsiPrIo scsi_pr_block_io(ScsiBlock *sb, const char *who)
+{
+    return (ScsiPrIo){ .fn = sb_batch, .opaque = sb, .who = who };
 }
 
 ScsiPr *scsi_pr_new(ScsiBlock *sb, ScsiLun *lun, const ScsiPrConfig *cfg,
@@ -49,7 +62,7 @@ ScsiPr *scsi_pr_new(ScsiBlock *sb, ScsiLun *lun, const ScsiPrConfig *cfg,
     }
     pr->sb = sb;
     pr->lun = lun;
-    pr->io = (ScsiPrIo){ .fn = sb_command, .opaque = sb, .who = pr->initiator };
+    pr->io = scsi_pr_block_io(sb, pr->initiator);
     pthread_mutex_init(&pr->lock, NULL);
     pthread_mutex_init(&pr->journal_lock, NULL);
     pr->held_tail = &pr->held;
@@ -452,6 +465,7 @@ void scsi_pr_query(ScsiPr *pr, json_object *info)
     ScsiPrState st = pr->st;
     bool active = pr->gate == PR_OPEN;
     uint64_t takeover_ns = pr->takeover_ns;
+    unsigned round_trips = pr->takeover_round_trips;
     json_object *note = pr->startup_note[0] ?
                         json_object_new_string(pr->startup_note) : NULL;
     pthread_mutex_unlock(&pr->lock);
@@ -465,6 +479,8 @@ void scsi_pr_query(ScsiPr *pr, json_object *info)
         json_object_object_add(info, "pr-takeover-ms",
                                json_object_new_double(
                                    (double)takeover_ns / 1e6));
+        json_object_object_add(info, "pr-takeover-round-trips",
+                               json_object_new_int((int)round_trips));
     }
     if (note) {
         json_object_object_add(info, "pr-startup", note);
@@ -479,7 +495,7 @@ bool scsi_pr_probe_access(ScsiBlock *sb, bool write, uint8_t *status,
     uint8_t cdb[10] = { write ? SCSI_OP_WRITE_10 : SCSI_OP_READ_10 };
     /* The nexus that just lost its registration reports that first as a
      * UNIT ATTENTION (SPC-4 5.13.11.2.4): the helper retries those. */
-    ScsiPrIo io = { .fn = sb_command, .opaque = sb, .who = "probe" };
+    ScsiPrIo io = scsi_pr_block_io(sb, "probe");
     ScsiPrResult r;
     if (!scsi_pr_io_command(&io, cdb, sizeof(cdb), SCSI_DIR_NONE, NULL, 0,
                             &r, errp)) {

@@ -28,6 +28,7 @@
 #include <json-c/json.h>
 
 #include "scsi/scsi-block.h"
+#include "scsi/scsi-pr-io.h"
 #include "scsi/scsi-pr.h"
 
 typedef struct ScsiPr ScsiPr;
@@ -94,7 +95,14 @@ void scsi_pr_inactivate(ScsiPr *pr);
  * query. */
 void scsi_pr_startup(ScsiPr *pr);
 
+/* Adds migrate-pr, pr-key, pr-type, pr-active and, after a takeover,
+ * pr-takeover-ms and pr-takeover-round-trips (batches of commands sent:
+ * 4 unless a UNIT ATTENTION made one go again). */
 void scsi_pr_query(ScsiPr *pr, json_object *info);
+
+/* Reservation commands on a scsi-block's own I_T nexus (who prefixes
+ * messages). Call on the thread of the LUN's loop. */
+ScsiPrIo scsi_pr_block_io(ScsiBlock *sb, const char *who);
 
 /*
  * Whether this device's own I_T nexus may read or write the LUN now: a

@@ -4,10 +4,13 @@
 
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
+#include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define BLOCK 512
+#define NEXUS_POLL_MS 1000       /* then libiscsi checks its timeouts */
 
 struct ScsiPrNexus {
     struct iscsi_context *iscsi;
@@ -39,38 +42,131 @@ static void copy_result(struct scsi_task *task, void *buf, size_t len,
     }
 }
 
-static bool nexus_command(void *opaque, const uint8_t *cdb, size_t cdb_len,
-                          ScsiDataDir dir, void *buf, size_t len,
-                          ScsiPrResult *res, Error **errp)
+/* One command of a batch in flight on the nexus. */
+typedef struct NexusTask {
+    ScsiPrNexus *n;
+    ScsiPrCmd *cmd;
+    struct scsi_task *task;
+    struct iscsi_data out;
+    bool queued, done;
+    int status;                     /* SCSI_STATUS_* from the callback */
+} NexusTask;
+
+static void nexus_task_cb(struct iscsi_context *iscsi, int status,
+                          void *command_data, void *opaque)
 {
-    ScsiPrNexus *n = opaque;
-    int xdir = dir == SCSI_DIR_TO_DEV ? SCSI_XFER_WRITE :
-               dir == SCSI_DIR_FROM_DEV ? SCSI_XFER_READ : SCSI_XFER_NONE;
-    struct scsi_task *task = scsi_create_task((int)cdb_len, (uint8_t *)cdb,
-                                              xdir, (int)len);
-    struct iscsi_data out = { .size = len, .data = buf };
-    if (!task) {
+    NexusTask *nt = opaque;
+    nt->status = status;
+    nt->done = true;
+}
+
+/* Queues one command (libiscsi sends it from the service loop). */
+static bool nexus_queue(NexusTask *nt, Error **errp)
+{
+    ScsiPrCmd *c = nt->cmd;
+    int xdir = c->dir == SCSI_DIR_TO_DEV ? SCSI_XFER_WRITE :
+               c->dir == SCSI_DIR_FROM_DEV ? SCSI_XFER_READ : SCSI_XFER_NONE;
+    nt->task = scsi_create_task((int)c->cdb_len, c->cdb, xdir, (int)c->len);
+    if (!nt->task) {
         error_setg(errp, "out of memory");
         return false;
     }
-    if (!iscsi_scsi_command_sync(n->iscsi, n->lun, task,
-                                 dir == SCSI_DIR_TO_DEV ? &out : NULL)) {
-        error_setg(errp, "%s: command %02xh not delivered: %s", n->initiator,
-                   cdb[0], iscsi_get_error(n->iscsi));
-        scsi_free_scsi_task(task);
+    nt->out = (struct iscsi_data){ .size = c->len, .data = c->buf };
+    if (iscsi_scsi_command_async(nt->n->iscsi, nt->n->lun, nt->task,
+                                 nexus_task_cb,
+                                 c->dir == SCSI_DIR_TO_DEV ? &nt->out : NULL,
+                                 nt) != 0) {
+        error_setg(errp, "%s: command %02xh not delivered: %s",
+                   nt->n->initiator, c->cdb[0], iscsi_get_error(nt->n->iscsi));
         return false;
     }
-    if (task->status == SCSI_STATUS_ERROR ||
-        task->status == SCSI_STATUS_CANCELLED ||
-        task->status == SCSI_STATUS_TIMEOUT) {
-        error_setg(errp, "%s: command %02xh failed in transport: %s",
-                   n->initiator, cdb[0], iscsi_get_error(n->iscsi));
-        scsi_free_scsi_task(task);
-        return false;
-    }
-    copy_result(task, dir == SCSI_DIR_FROM_DEV ? buf : NULL, len, res);
-    scsi_free_scsi_task(task);
+    nt->queued = true;
     return true;
+}
+
+static bool all_done(const NexusTask *nt, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (nt[i].queued && !nt[i].done) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Services the session until every queued command's callback ran. On a
+ * broken session the rest are cancelled (their callbacks run then). */
+static bool nexus_wait(ScsiPrNexus *n, NexusTask *nt, size_t count,
+                       Error **errp)
+{
+    while (!all_done(nt, count)) {
+        struct pollfd pfd = { .fd = iscsi_get_fd(n->iscsi),
+                              .events = (short)iscsi_which_events(n->iscsi) };
+        int ready = poll(&pfd, 1, NEXUS_POLL_MS);
+        if (ready < 0 && errno == EINTR) {
+            continue;
+        }
+        /* A timeout services with no events: libiscsi's own timeouts. */
+        if (ready < 0 ||
+            iscsi_service(n->iscsi, ready > 0 ? pfd.revents : 0) < 0) {
+            error_setg(errp, "%s: iSCSI session failed: %s", n->initiator,
+                       iscsi_get_error(n->iscsi));
+            iscsi_scsi_cancel_all_tasks(n->iscsi);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Status and sense of a finished command; false on a transport error. */
+static bool nexus_result(NexusTask *nt, Error **errp)
+{
+    ScsiPrCmd *c = nt->cmd;
+    if (nt->status == SCSI_STATUS_ERROR ||
+        nt->status == SCSI_STATUS_CANCELLED ||
+        nt->status == SCSI_STATUS_TIMEOUT) {
+        error_setg(errp, "%s: command %02xh failed in transport: %s",
+                   nt->n->initiator, c->cdb[0], iscsi_get_error(nt->n->iscsi));
+        return false;
+    }
+    copy_result(nt->task, c->dir == SCSI_DIR_FROM_DEV ? c->buf : NULL, c->len,
+                &c->res);
+    return true;
+}
+
+/* ScsiPrBatchFn: every command is queued before any reply is awaited, so
+ * the batch costs one round trip. */
+static bool nexus_batch(void *opaque, ScsiPrCmd *cmds, size_t count,
+                        Error **errp)
+{
+    ScsiPrNexus *n = opaque;
+    NexusTask nt[SCSI_PR_BATCH_MAX] = { 0 };
+    Error *local = NULL;
+    bool ok = true;
+
+    if (count > SCSI_PR_BATCH_MAX) {
+        error_setg(errp, "%s: a batch of %zu commands", n->initiator, count);
+        return false;
+    }
+    for (size_t i = 0; ok && i < count; i++) {
+        nt[i] = (NexusTask){ .n = n, .cmd = &cmds[i] };
+        ok = nexus_queue(&nt[i], &local);
+    }
+    /* Even after a failed queueing, what was queued must finish before
+     * its task is freed. */
+    if (!nexus_wait(n, nt, count, ok ? &local : NULL)) {
+        ok = false;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (ok && !nexus_result(&nt[i], &local)) {
+            ok = false;
+        }
+        if (nt[i].task) {
+            scsi_free_scsi_task(nt[i].task);
+        }
+    }
+    error_propagate(errp, local);
+    return ok;
 }
 
 /* The same ISID for the same name, so that separate runs of a tool with
@@ -117,7 +213,7 @@ ScsiPrNexus *scsi_pr_nexus_open(const char *url, const char *initiator,
         scsi_pr_nexus_close(n);
         return NULL;
     }
-    n->io = (ScsiPrIo){ .fn = nexus_command, .opaque = n,
+    n->io = (ScsiPrIo){ .fn = nexus_batch, .opaque = n,
                         .who = n->initiator };
     return n;
 }

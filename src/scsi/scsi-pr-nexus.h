@@ -1,6 +1,7 @@
 /*
- * A bare iSCSI I_T nexus (libiscsi, synchronous) for reservation work
- * outside the daemon: stormig-prtest and the tests' "other hosts".
+ * A bare iSCSI I_T nexus (libiscsi; every call waits for its commands)
+ * for reservation work outside the daemon: stormig-prtest and the tests'
+ * "other hosts".
  */
 #ifndef STORMIG_SCSI_SCSI_PR_NEXUS_H
 #define STORMIG_SCSI_SCSI_PR_NEXUS_H
