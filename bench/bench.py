@@ -3,7 +3,8 @@ side with fio and QEMU, switchover time, memory. Writes latest.json,
 latest.md and latest.png into the results directory.
 
     bench.py --build BUILD --source-root SRC --out DIR [--quick]
-             [--sections native,guest,switchover,memory,profile]
+             [--sections native,guest,switchover,switchover-scsi,memory,
+              profile]
 
 Python 3 standard library only.
 """
@@ -22,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 import report  # noqa: E402
 
-SECTIONS = ("native", "guest", "switchover", "memory")
+SECTIONS = ("native", "guest", "switchover", "switchover-scsi", "memory")
 
 
 def machine():
@@ -65,6 +66,7 @@ def config(args):
         "guest_reps": 1 if quick else 3,
         "guest_runtime_s": 2 if quick else 4,
         "mig_rounds": 4 if quick else 20,
+        "scsi_hops": 3 if quick else 8,
         "mem_reps": 1 if quick else 2,
     }
 
@@ -93,6 +95,10 @@ def run_section(name, args, cfg, image):
     if name == "switchover":
         import switchover
         return switchover.run(cfg)
+    if name == "switchover-scsi":
+        import switchover_scsi
+        guest_image(args, cfg)
+        return switchover_scsi.run(cfg)
     if name == "memory":
         import memory
         return memory.run(cfg, image)

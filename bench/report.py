@@ -65,6 +65,30 @@ def switchover_table(sw):
     return lines
 
 
+def switchover_scsi_table(sw):
+    s = sw["summary"]
+    rows = [("QEMU downtime (its own figure)", "qemu_downtime"),
+            ("device part (source stop -> destination serving)", "device"),
+            ("quiesce (source devices stopped)", "quiesce"),
+            ("save (state serialised)", "save"),
+            ("state transfer (channel, both ways)", "transfer"),
+            ("load (destination)", "load"),
+            ("ownership handoff (images)", "handoff"),
+            ("PR takeover (REGISTER + PREEMPT, checked)", "pr_takeover"),
+            ("device activation, other (reservation read back, journal)",
+             "activate_other"),
+            ("start (destination devices)", "start"),
+            ("other (messages, main loops)", "other")]
+    lines = ["| part | ms |", "| --- | ---: |"]
+    for label, key in rows:
+        lines.append(f"| {label} | {fmt(s[key], 1, 2)} |")
+    lines.append(f"| device state | {fmt(s['state_bytes'])} bytes |")
+    rt = s.get("pr_round_trips")
+    lines.append("| PR takeover round trips to the LUN | " +
+                 (fmt(rt) if rt else "not reported") + " |")
+    return lines
+
+
 def memory_table(mem):
     lines = ["| device | VmHWM KiB, 1/2/4 devices | 1/2/4 queues | "
              "KiB per device | KiB per queue |",
@@ -83,11 +107,11 @@ def memory_table(mem):
 
 def goals_table(res):
     lines = ["| goal | measured | met |", "| --- | ---: | --- |"]
-    for sec in ("native", "guest", "switchover"):
+    met = {True: "yes", False: "no", None: "not measured"}
+    for sec in ("native", "guest", "switchover", "switchover-scsi"):
         for g in res.get(sec, {}).get("goals", []):
             v = "-" if g["value"] is None else f"{g['value']:.2f}"
-            lines.append(f"| {g['goal']} | {v} | "
-                         f"{'yes' if g['met'] else 'no'} |")
+            lines.append(f"| {g['goal']} | {v} | {met[g['met']]} |")
     return lines
 
 
@@ -115,6 +139,9 @@ def markdown(res):
                  guest_table),
                 ("switchover", "Switchover, NVMe 4 x 1024 entries, QD 32",
                  switchover_table),
+                ("switchover-scsi", "Switchover, vhost-user-scsi with an "
+                 "EXCLUSIVE ACCESS reservation held (TCG guest, fio "
+                 "verify)", switchover_scsi_table),
                 ("memory", "Memory (peak RSS of stormigd)", memory_table))
     for key, title, fn in sections:
         if key in res:
@@ -143,20 +170,27 @@ def plot(res, outdir):
                     for rw in ("randread", "randwrite")
                     for c in ("fio", "nvme", "vhost-scsi")]
             f.write(qd + " " + " ".join(f"{v:.0f}" for v in vals) + "\n")
+    dat_scsi = os.path.join(outdir, "downtime-scsi.dat")
+    with open(dat_scsi, "w") as f:
+        f.write("# hop device_ms pr_takeover_ms\n")
+        for r in res.get("switchover-scsi", {}).get("rounds", []):
+            f.write(f"{r['round']} {r['device']} {r['pr_takeover']}\n")
     png = os.path.join(outdir, "latest.png")
     script = f"""
 set terminal pngcairo size 1200,480 font ",10"
 set output '{png}'
 set multiplot layout 1,2
-set title 'Downtime per migration (NVMe, 4 x 1024, QD 32)'
+set title 'Downtime per migration (NVMe 4 x 1024 QD 32; SCSI with a reservation)'
 set xlabel 'migration'
 set ylabel 'ms'
 set key top left
 set yrange [0:*]
-plot '{dat_sw}' using 1:2 with linespoints title 'downtime (all)', \\
-     '' using 1:3 with linespoints title 'device part', \\
-     '' using 1:4 with linespoints title 'ownership handoff', \\
-     5 with lines dashtype 2 title 'goal 5 ms'
+plot '{dat_sw}' using 1:2 with linespoints title 'NVMe downtime (all)', \\
+     '' using 1:3 with linespoints title 'NVMe device part', \\
+     '' using 1:4 with linespoints title 'NVMe ownership handoff', \\
+     '{dat_scsi}' using 1:2 with linespoints title 'SCSI device part', \\
+     '' using 1:3 with linespoints title 'SCSI PR takeover', \\
+     5 with lines dashtype 2 title 'NVMe goal 5 ms'
 set title 'IOPS per queue depth (4 KiB random, median)'
 set xlabel 'queue depth'
 set ylabel 'IOPS'
