@@ -19,6 +19,7 @@
 #include "hd-harness.h"
 #include "tgt-harness.h"
 #include "scsi/scsi-block.h"
+#include "scsi/scsi-pr-lun.h"
 #include "scsi/scsi-pr-nexus.h"
 
 #define IMG "pr-handoff-test.img"
@@ -28,6 +29,8 @@
 #define INIT_DST "iqn.2024-01.org.stormig:host-dst"
 #define INIT_THIRD "iqn.2024-01.org.stormig:host-third"
 #define KEY 0x5eed0000c0ffee01ull
+#define KEY_DST 0x5eed0000c0ffee02ull
+#define KEY_THIRD 0x5eed0000c0ffee03ull
 #define BS 512u
 
 static struct {
@@ -164,6 +167,23 @@ static ScsiPrState tracked(Device *d)
     return st;
 }
 
+/* What query-devices says of the last takeover: batches of commands sent
+ * (-1: no takeover reported). */
+static int takeover_round_trips(Device *d)
+{
+    int n = -1;
+    json_object *o = json_object_new_object(), *v;
+    d->cls->query(d, o);
+    if (json_object_object_get_ex(o, "pr-takeover-round-trips", &v)) {
+        assert_true(json_object_is_type(v, json_type_int));
+        n = json_object_get_int(v);
+    }
+    assert_true(json_object_object_get_ex(o, "pr-takeover-ms", &v) ==
+                (n >= 0));
+    json_object_put(o);
+    return n;
+}
+
 /* The third host: KEY registered exactly n times, the reservation. */
 static void expect_lun(unsigned n, uint8_t type)
 {
@@ -277,6 +297,8 @@ static void test_handoff_every_type(void **state)
         st = tracked(t.dst);
         assert_int_equal(st.key, KEY);
         assert_int_equal(st.type, type);
+        /* Reads, REGISTER, PREEMPT, reads: nothing else waited for. */
+        assert_int_equal(takeover_round_trips(t.dst), 4);
         /* Same key and type, one registration: the source's is gone. */
         expect_lun(1, type);
         expect_holder_io(t.dst, t.src, type);
@@ -349,6 +371,9 @@ static void test_rollback_after_preempt(void **state)
     if (!t.src->cls->activate(t.src, &err)) {
         fail_msg("rollback: %s", error_get_pretty(err));
     }
+    /* tgt reports no UNIT ATTENTION for the preempted registration, so
+     * no batch went twice. */
+    assert_int_equal(takeover_round_trips(t.src), 4);
     expect_lun(1, type);
     expect_holder_io(t.src, t.dst, type);
     ScsiPrState st = tracked(t.src);
@@ -370,6 +395,7 @@ static void test_ten_round_trips(void **state)
         if (!migrate(from, to, &err)) {
             fail_msg("handoff %d: %s", i, error_get_pretty(err));
         }
+        assert_int_equal(takeover_round_trips(to), 4);
         expect_lun(1, type);
         expect_holder_io(to, from, type);
         Device *tmp = from;
@@ -377,6 +403,60 @@ static void test_ten_round_trips(void **state)
         to = tmp;
     }
     assert_int_equal(tracked(t.src).type, type);
+}
+
+/* Keys and reservation of the LUN read twice through io: one command per
+ * round trip, then both together in one; they must say the same. */
+static void expect_read_pair_same(const ScsiPrIo *base)
+{
+    ScsiPrIo io = *base;
+    unsigned trips = 0;
+    ScsiPrKeys k1, k2;
+    ScsiPrReservation r1, r2;
+    Error *err = NULL;
+    io.round_trips = &trips;
+    if (!scsi_pr_io_read_keys(&io, &k1, &err) ||
+        !scsi_pr_io_read_reservation(&io, &r1, &err)) {
+        fail_msg("%s", error_get_pretty(err));
+    }
+    trips = 0;
+    if (!scsi_pr_io_read_keys_and_reservation(&io, &k2, &r2, &err)) {
+        fail_msg("%s", error_get_pretty(err));
+    }
+    assert_int_equal(trips, 1);
+    assert_int_equal(k2.total, 3);
+    assert_int_equal(k2.n, 3);
+    assert_int_equal(k2.generation, k1.generation);
+    for (uint32_t i = 0; i < k1.n; i++) {
+        assert_int_equal(k2.keys[i], k1.keys[i]);
+    }
+    assert_true(scsi_pr_keys_contain(&k2, KEY));
+    assert_true(scsi_pr_keys_contain(&k2, KEY_DST));
+    assert_true(scsi_pr_keys_contain(&k2, KEY_THIRD));
+    assert_true(r2.held);
+    assert_int_equal(r2.generation, r1.generation);
+    assert_int_equal(r2.key, KEY_THIRD);
+    assert_int_equal(r2.type, SCSI_PR_TYPE_WE_REGISTRANTS_ONLY);
+    assert_memory_equal(&r1, &r2, sizeof(r1));
+}
+
+static void test_read_pair_matches_sequential(void **state)
+{
+    Error *err = NULL;
+    const ScsiPrIo *third = scsi_pr_nexus_io(t.third);
+    assert_int_equal(guest_out(t.bus_src, SCSI_PROUT_REGISTER, 0, 0, KEY),
+                     SAM_STAT_GOOD);
+    assert_int_equal(guest_out(t.bus_dst, SCSI_PROUT_REGISTER, 0, 0,
+                               KEY_DST), SAM_STAT_GOOD);
+    assert_true(scsi_pr_io_out(third, SCSI_PROUT_REGISTER, 0, 0, KEY_THIRD,
+                               NULL, &err));
+    assert_true(scsi_pr_io_out(third, SCSI_PROUT_RESERVE,
+                               SCSI_PR_TYPE_WE_REGISTRANTS_ONLY, KEY_THIRD, 0,
+                               NULL, &err));
+    /* A bare libiscsi nexus, and a scsi-block device's session. */
+    expect_read_pair_same(third);
+    ScsiPrIo dev = scsi_pr_block_io(scsi_block_from_device(t.src), "src");
+    expect_read_pair_same(&dev);
 }
 
 static void test_verification_refuses(void **state)
@@ -405,6 +485,14 @@ static void test_verification_refuses(void **state)
     assert_true(r.held);
     assert_int_equal(r.key, other);
     assert_int_equal(r.type, SCSI_PR_TYPE_EXCLUSIVE_ACCESS);
+    /* Nor registered: the REGISTER waits for the verification, so the
+     * fenced guest's key did not come back on the destination. */
+    ScsiPrKeys k;
+    assert_true(scsi_pr_io_read_keys(third, &k, &err));
+    assert_false(scsi_pr_keys_contain(&k, KEY));
+    assert_int_equal(k.total, 1);
+    /* A refused takeover is not reported as one. */
+    assert_int_equal(takeover_round_trips(t.dst), -1);
     /* The source's rollback is refused the same way. */
     assert_false(t.src->cls->activate(t.src, &err));
     assert_non_null(strstr(error_get_pretty(err), "no longer registered"));
@@ -525,6 +613,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ten_round_trips, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_read_pair_matches_sequential,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_verification_refuses, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_register_and_move_refused, setup,
