@@ -130,6 +130,4 @@ def run(cfg):
         f"{summ['handoff_us']['median'] / 1000:.2f} ms, state "
         f"{summ['state_bytes']['median']:.0f} bytes")
     return {"rounds": rounds, "summary": summ, "goals": [goal],
-            "pr_takeover": "not measured here: make demo reports the "
-                           "reservation handoff and takeover times of one "
-                           "guest migration"}
+            "pr_takeover": "see the switchover-scsi section"}
