@@ -78,7 +78,7 @@ bool scsi_pr_io_read_reservation(const ScsiPrIo *io, ScsiPrReservation *r,
 /* READ KEYS and READ RESERVATION in one round trip: both are PR IN reads,
  * which change nothing (SPC-4 6.14.1), so they may be in flight
  * together. Each result is the LUN's state at some moment of the round
- * trip; compare the generations to see whether a PR OUT ran between. */
+ * trip. */
 bool scsi_pr_io_read_keys_and_reservation(const ScsiPrIo *io,
                                           ScsiPrKeys *keys,
                                           ScsiPrReservation *r, Error **errp);
