@@ -90,6 +90,11 @@ bool scsi_pr_io_batch(const ScsiPrIo *io, ScsiPrCmd *cmds, size_t n,
         return false;
     }
     for (size_t i = 0; i < n; i++) {
+        if (cmds[i].cdb_len == 0 || cmds[i].cdb_len > sizeof(cmds[i].cdb)) {
+            error_setg(errp, "%s: bad CDB length %zu", io->who,
+                       cmds[i].cdb_len);
+            return false;
+        }
         idx[i] = i;
     }
     for (int round = 0; round < UA_RETRIES && pending; round++) {
@@ -114,7 +119,7 @@ bool scsi_pr_io_command(const ScsiPrIo *io, const uint8_t *cdb,
                         size_t len, ScsiPrResult *res, Error **errp)
 {
     ScsiPrCmd c = { .cdb_len = cdb_len, .dir = dir, .buf = buf, .len = len };
-    if (cdb_len == 0 || cdb_len > sizeof(c.cdb)) {
+    if (cdb_len > sizeof(c.cdb)) {
         error_setg(errp, "%s: bad CDB length %zu", io->who, cdb_len);
         return false;
     }

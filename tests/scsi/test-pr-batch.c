@@ -192,6 +192,10 @@ static void test_undelivered_and_bad_sizes(void **state)
     error_free_or_null(&err);
     assert_false(scsi_pr_io_batch(&io, cmds, SCSI_PR_BATCH_MAX + 1, &err));
     error_free_or_null(&err);
+    cmds[0].cdb_len = sizeof(cmds[0].cdb) + 1;
+    assert_false(scsi_pr_io_batch(&io, cmds, 1, &err));
+    assert_non_null(strstr(error_get_pretty(err), "CDB length"));
+    error_free_or_null(&err);
     /* Neither reached the LUN. */
     assert_int_equal(f.batches, 1);
     assert_int_equal(trips, 1);
