@@ -84,9 +84,9 @@ static bool verify(const ScsiPrIo *io, const ScsiPrState *st, Error **errp)
     return true;
 }
 
-/* Round trip 4, the reads together again. After the PREEMPT only this
- * nexus carries the key (5.13.11.4: every other registration with it was
- * removed). */
+/* The outcome check, after the device is ready (see run_check). After
+ * the PREEMPT only this nexus carries the key (SPC-4 5.13.11.4: every
+ * other registration with it was removed). */
 static bool check_outcome(const ScsiPrIo *io, const ScsiPrState *st,
                           Error **errp)
 {
@@ -108,11 +108,74 @@ static bool check_outcome(const ScsiPrIo *io, const ScsiPrState *st,
     return true;
 }
 
+static void out_cmd(ScsiPrCmd *c, uint8_t sa, uint8_t type, uint64_t res_key,
+                    uint64_t sa_key, uint8_t param[SCSI_PR_OUT_PARAM_LEN])
+{
+    *c = (ScsiPrCmd){ .cdb_len = SCSI_PR_OUT_CDB_LEN,
+                      .dir = SCSI_DIR_TO_DEV, .buf = param,
+                      .len = SCSI_PR_OUT_PARAM_LEN };
+    scsi_pr_out_encode(sa, type, res_key, sa_key, c->cdb, param);
+}
+
+static void out_failed(const ScsiPrIo *io, const ScsiPrCmd *c,
+                       const char *what, Error **errp)
+{
+    char desc[160];
+    scsi_pr_result_describe(&c->res, desc, sizeof(desc));
+    error_setg(errp, "%s: PERSISTENT RESERVE OUT %s failed: %s", io->who,
+               what, desc);
+}
+
+/* Round trip 2: REGISTER AND IGNORE EXISTING KEY and PREEMPT together.
+ * The LUN may run the two in either order (SAM-5 task attribute SIMPLE),
+ * though iSCSI hands them to the SCSI layer in CmdSN order (RFC 7143
+ * 3.2.2.1), so on tgt the REGISTER comes first. Run first, the PREEMPT
+ * comes from a nexus that is not registered yet (unless this one still
+ * is, as in a rollback before the destination preempted): SPC-4 5.13.1,
+ * in its table of commands allowed in the presence of reservations, lets
+ * an unregistered I_T nexus send only REGISTER and REGISTER AND IGNORE
+ * EXISTING KEY; any other PERSISTENT RESERVE OUT gets RESERVATION
+ * CONFLICT and changes nothing. So a conflicting PREEMPT after a good
+ * REGISTER is sent again, alone, once: one more round trip. */
+static bool register_and_preempt(const ScsiPrIo *io, const ScsiPrState *st,
+                                 Error **errp)
+{
+    uint8_t reg_param[SCSI_PR_OUT_PARAM_LEN], pre_param[SCSI_PR_OUT_PARAM_LEN];
+    ScsiPrCmd c[2];
+
+    /* REGISTER AND IGNORE EXISTING KEY: also right when this nexus is
+     * still registered (a rollback before the destination preempted). */
+    out_cmd(&c[0], SCSI_PROUT_REGISTER_AND_IGNORE, 0, 0, st->key, reg_param);
+    out_cmd(&c[1], SCSI_PROUT_PREEMPT, st->type, st->key, st->key,
+            pre_param);
+    if (!scsi_pr_io_batch(io, c, 2, errp)) {
+        error_prepend(errp, "%s: REGISTER AND IGNORE EXISTING KEY and "
+                      "PREEMPT: ", io->who);
+        return false;
+    }
+    if (c[0].res.status != SAM_STAT_GOOD) {
+        out_failed(io, &c[0], "REGISTER AND IGNORE EXISTING KEY", errp);
+        return false;
+    }
+    if (c[1].res.status == SAM_STAT_RESERVATION_CONFLICT) {
+        log_debug("%s: PREEMPT ran before the REGISTER, sending it again",
+                  io->who);
+        return scsi_pr_io_out(io, SCSI_PROUT_PREEMPT, st->type, st->key,
+                              st->key, NULL, errp);
+    }
+    if (c[1].res.status != SAM_STAT_GOOD) {
+        out_failed(io, &c[1], "PREEMPT", errp);
+        return false;
+    }
+    return true;
+}
+
 /* Seed 000: REGISTER the key on this nexus, then PREEMPT the registration
  * that held it, with the same key and type: the reservation moves
- * atomically, and the old nexus is unregistered. Four round trips, each
- * waiting for the one before (docs/migrate-pr.md); *round_trips gets the
- * batches sent, UNIT ATTENTION retries included. */
+ * atomically, and the old nexus is unregistered. Two round trips, the
+ * second waiting for the first (docs/migrate-pr.md); *round_trips gets
+ * the batches sent, UNIT ATTENTION retries and a PREEMPT sent again
+ * included. The outcome check is not part of it (run_check). */
 static bool take_over(ScsiPr *pr, const ScsiPrState *st, const char *when,
                       unsigned *round_trips, Error **errp)
 {
@@ -124,24 +187,93 @@ static bool take_over(ScsiPr *pr, const ScsiPrState *st, const char *when,
      * has preempted the guest meanwhile, i.e. un-fence a guest that the
      * cluster fenced (SPC-4 5.13.11: a preempted nexus stays out until
      * it registers again). */
-    if (!verify(&io, st, errp)) {
-        error_prepend(errp, "%s: ", when);
-        return false;
-    }
-    /* REGISTER AND IGNORE EXISTING KEY: also right when this nexus is
-     * still registered (a rollback before the destination preempted).
-     * The PREEMPT waits for it: an unregistered nexus's PREEMPT gets
-     * RESERVATION CONFLICT (SPC-4 5.13.11), and commands in flight
-     * together may run in any order. */
-    if (!scsi_pr_io_out(&io, SCSI_PROUT_REGISTER_AND_IGNORE, 0, 0, st->key,
-                        NULL, errp) ||
-        !scsi_pr_io_out(&io, SCSI_PROUT_PREEMPT, st->type, st->key, st->key,
-                        NULL, errp) ||
-        !check_outcome(&io, st, errp)) {
+    if (!verify(&io, st, errp) || !register_and_preempt(&io, st, errp)) {
         error_prepend(errp, "%s: ", when);
         return false;
     }
     return true;
+}
+
+/* Reads the outcome of takeover number seq back and records it as
+ * pr-check. A failure is an error for the operator, not for the guest:
+ * the LUN enforces the reservation on every command (SPC-4 5.13.1), so
+ * a late finding cannot let wrong I/O through. */
+static void run_check(ScsiPr *pr, const ScsiPrState *st, unsigned seq)
+{
+    Error *err = NULL;
+    char result[sizeof(pr->check)];
+    pthread_mutex_lock(&pr->lock);
+    bool closing = pr->closing;
+    pthread_mutex_unlock(&pr->lock);
+    if (closing) {
+        snprintf(result, sizeof(result), "not run: the device was shut "
+                 "down");
+    } else if (check_outcome(&pr->io, st, &err)) {
+        snprintf(result, sizeof(result), "ok");
+    } else {
+        snprintf(result, sizeof(result), "%s", error_get_pretty(err));
+        log_error("scsi-block %s: reservation check after the takeover "
+                  "failed: %s", pr->dev_id, result);
+        error_free(err);
+    }
+    scsi_pr_check_done(pr, seq, result);
+}
+
+typedef struct PrCheck {
+    ScsiPr *pr;
+    ScsiPrState st;
+    unsigned seq;
+} PrCheck;
+
+static void check_posted(void *opaque)
+{
+    PrCheck *c = opaque;
+    ScsiPr *pr = c->pr;
+    run_check(pr, &c->st, c->seq);
+    free(c);
+    pthread_mutex_lock(&pr->lock);
+    pr->posts--;
+    pthread_mutex_unlock(&pr->lock);
+}
+
+/* Runs the check on the LUN's loop, after the device is ready: it is off
+ * the switchover's critical path. Guest PERSISTENT RESERVE OUT commands
+ * wait for it (scsi_pr_gate), so what it reads is the takeover's work.
+ * Without a loop it runs at once. */
+static void post_check(ScsiPr *pr, const ScsiPrState *st, unsigned seq)
+{
+    PrCheck *c = calloc(1, sizeof(*c));
+    EventLoop *loop = pr->lun ? pr->lun->loop : NULL;
+    if (!c || !loop) {
+        free(c);
+        run_check(pr, st, seq);
+        return;
+    }
+    *c = (PrCheck){ .pr = pr, .st = *st, .seq = seq };
+    pthread_mutex_lock(&pr->lock);
+    pr->posts++;
+    pthread_mutex_unlock(&pr->lock);
+    if (!loop_post(loop, check_posted, c)) {
+        pthread_mutex_lock(&pr->lock);
+        pr->posts--;
+        pthread_mutex_unlock(&pr->lock);
+        free(c);
+        scsi_pr_check_done(pr, seq, "not run: cannot post it to the "
+                           "LUN's loop");
+    }
+}
+
+static void record_takeover(ScsiPr *pr, const ScsiPrState *st,
+                            uint64_t took, unsigned trips)
+{
+    pthread_mutex_lock(&pr->lock);
+    pr->takeover_ns = took ? took : 1;
+    pr->takeover_round_trips = trips;
+    pthread_mutex_unlock(&pr->lock);
+    log_info("scsi-block %s: took over key 0x%" PRIx64 " with %s in "
+             "%.3f ms, %u round trips", pr->dev_id, st->key, st->type ?
+             scsi_pr_type_name(st->type) : "no reservation",
+             (double)took / 1e6, trips);
 }
 
 bool scsi_pr_activate(ScsiPr *pr, Error **errp)
@@ -152,7 +284,7 @@ bool scsi_pr_activate(ScsiPr *pr, Error **errp)
     }
     ScsiPrState st = scsi_pr_state(pr);
     uint64_t started = clock_ns();
-    unsigned trips = 0;
+    unsigned trips = 0, seq = 0;
     if (st.key != 0 &&
         !take_over(pr, &st, "reservation handoff", &trips, errp)) {
         error_prepend(errp, "scsi-block %s: ", pr->dev_id);
@@ -161,18 +293,15 @@ bool scsi_pr_activate(ScsiPr *pr, Error **errp)
         return false;
     }
     if (st.key != 0) {
-        uint64_t took = clock_ns() - started;
-        pthread_mutex_lock(&pr->lock);
-        pr->takeover_ns = took ? took : 1;
-        pr->takeover_round_trips = trips;
-        pthread_mutex_unlock(&pr->lock);
-        log_info("scsi-block %s: took over key 0x%" PRIx64 " with %s in "
-                 "%.3f ms, %u round trips", pr->dev_id, st.key, st.type ?
-                 scsi_pr_type_name(st.type) : "no reservation",
-                 (double)took / 1e6, trips);
+        record_takeover(pr, &st, clock_ns() - started, trips);
+        /* Before the gate opens, so guest PR OUT waits for it. */
+        seq = scsi_pr_check_begin(pr);
     }
     scsi_pr_journal_update(pr, true);
     scsi_pr_open_gate(pr, false);
+    if (st.key != 0) {
+        post_check(pr, &st, seq);
+    }
     return true;
 }
 
@@ -239,6 +368,8 @@ static void adopt_full_status(ScsiPr *pr, const ScsiPrFullStatus *e,
         pthread_mutex_lock(&pr->lock);
         pr->st = st;
         pthread_mutex_unlock(&pr->lock);
+        /* Start-up is off the downtime path: check at once. */
+        run_check(pr, &st, scsi_pr_check_begin(pr));
         log_info("scsi-block %s: adopted key 0x%" PRIx64 " with %s",
                  pr->dev_id, st.key, scsi_pr_type_name(st.type));
         return;

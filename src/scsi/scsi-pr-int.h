@@ -46,6 +46,11 @@ struct ScsiPr {
     char startup_note[512];         /* what start-up could not adopt */
     uint64_t takeover_ns;           /* the last takeover (0: none yet) */
     unsigned takeover_round_trips;  /* batches the last takeover sent */
+    unsigned takeovers;             /* numbers each takeover's check */
+    unsigned checks_pending;        /* outcome checks not done: guest PR
+                                     * OUT waits (scsi_pr_gate) */
+    char check[512];                /* pr-check of the last takeover */
+    bool closing;                   /* shut down: a pending check is not run */
 
     pthread_mutex_t journal_lock;   /* one writer at a time; and: */
     bool journal_exists;
@@ -55,6 +60,13 @@ struct ScsiPr {
 void scsi_pr_journal_update(ScsiPr *pr, bool active);
 /* Reads the reservation back and applies it (after a PREEMPT). */
 bool scsi_pr_read_back(ScsiPr *pr, Error **errp);
+/* An outcome check is due for a takeover that just succeeded: guest PR
+ * OUT is held until it is done. Returns the takeover's number. */
+unsigned scsi_pr_check_begin(ScsiPr *pr);
+/* Records the check's result ("ok" or the error) as pr-check if seq is
+ * still the last takeover, and lets held guest PR OUT go. On the LUN's
+ * loop. */
+void scsi_pr_check_done(ScsiPr *pr, unsigned seq, const char *result);
 /* Lets held requests go (or completes them with BUSY when failed). */
 void scsi_pr_open_gate(ScsiPr *pr, bool failed);
 

@@ -62,7 +62,7 @@ ScsiPr *scsi_pr_new(ScsiBlock *sb, ScsiLun *lun, const ScsiPrConfig *cfg,
     }
     pr->sb = sb;
     pr->lun = lun;
-    pr->io = scsi_pr_block_io(sb, pr->initiator);
+    pr->io = cfg->io ? *cfg->io : scsi_pr_block_io(sb, pr->initiator);
     pthread_mutex_init(&pr->lock, NULL);
     pthread_mutex_init(&pr->journal_lock, NULL);
     pr->held_tail = &pr->held;
@@ -72,6 +72,9 @@ ScsiPr *scsi_pr_new(ScsiBlock *sb, ScsiLun *lun, const ScsiPrConfig *cfg,
 
 void scsi_pr_shutdown(ScsiPr *pr)
 {
+    pthread_mutex_lock(&pr->lock);
+    pr->closing = true;
+    pthread_mutex_unlock(&pr->lock);
     scsi_pr_open_gate(pr, true);
 }
 
@@ -137,14 +140,9 @@ static void release_held(void *opaque)
     free(rel);
 }
 
-void scsi_pr_open_gate(ScsiPr *pr, bool failed)
+/* Held requests belong to the LUN's loop: they go from there. */
+static void release_on_loop(ScsiPr *pr, PrHeld *list, bool failed)
 {
-    pthread_mutex_lock(&pr->lock);
-    pr->gate = failed ? PR_BUSY : PR_OPEN;
-    PrHeld *list = pr->held;
-    pr->held = NULL;
-    pr->held_tail = &pr->held;
-    pthread_mutex_unlock(&pr->lock);
     if (!list) {
         return;
     }
@@ -154,10 +152,51 @@ void scsi_pr_open_gate(ScsiPr *pr, bool failed)
         return;
     }
     *rel = (PrRelease){ .pr = pr, .list = list, .failed = failed };
-    /* Held requests belong to the LUN's loop. */
     if (!pr->lun->loop || !loop_post(pr->lun->loop, release_held, rel)) {
         release_held(rel);
     }
+}
+
+void scsi_pr_open_gate(ScsiPr *pr, bool failed)
+{
+    pthread_mutex_lock(&pr->lock);
+    pr->gate = failed ? PR_BUSY : PR_OPEN;
+    PrHeld *list = pr->held;
+    pr->held = NULL;
+    pr->held_tail = &pr->held;
+    pthread_mutex_unlock(&pr->lock);
+    release_on_loop(pr, list, failed);
+}
+
+unsigned scsi_pr_check_begin(ScsiPr *pr)
+{
+    pthread_mutex_lock(&pr->lock);
+    unsigned seq = ++pr->takeovers;
+    pr->checks_pending++;
+    snprintf(pr->check, sizeof(pr->check), "pending");
+    pthread_mutex_unlock(&pr->lock);
+    return seq;
+}
+
+void scsi_pr_check_done(ScsiPr *pr, unsigned seq, const char *result)
+{
+    PrHeld *list = NULL;
+    pthread_mutex_lock(&pr->lock);
+    if (seq == pr->takeovers) {
+        snprintf(pr->check, sizeof(pr->check), "%s", result);
+    }
+    if (pr->checks_pending) {
+        pr->checks_pending--;
+    }
+    /* What waited for the check; while the gate holds (inactivated
+     * meanwhile) it waits for the next activation instead. */
+    if (!pr->checks_pending && pr->gate == PR_OPEN) {
+        list = pr->held;
+        pr->held = NULL;
+        pr->held_tail = &pr->held;
+    }
+    pthread_mutex_unlock(&pr->lock);
+    release_on_loop(pr, list, false);
 }
 
 bool scsi_pr_cancel(ScsiPr *pr, ScsiRequest *req)
@@ -246,6 +285,12 @@ ScsiPrGate scsi_pr_gate(ScsiPr *pr, ScsiRequest *req)
     PrHeld *h = NULL;
     pthread_mutex_lock(&pr->lock);
     PrGateMode mode = pr->gate;
+    /* A guest PR OUT waits for a pending outcome check, which must read
+     * what the takeover did, not the guest's next change. */
+    if (mode == PR_OPEN && pr->checks_pending &&
+        req->cdb[0] == SCSI_OP_PERSISTENT_RESERVE_OUT) {
+        mode = PR_HOLD;
+    }
     if (mode == PR_HOLD && (h = calloc(1, sizeof(*h))) != NULL) {
         h->req = req;
         *pr->held_tail = h;
@@ -468,6 +513,8 @@ void scsi_pr_query(ScsiPr *pr, json_object *info)
     unsigned round_trips = pr->takeover_round_trips;
     json_object *note = pr->startup_note[0] ?
                         json_object_new_string(pr->startup_note) : NULL;
+    json_object *check = pr->check[0] ?
+                         json_object_new_string(pr->check) : NULL;
     pthread_mutex_unlock(&pr->lock);
     snprintf(key, sizeof(key), "0x%016" PRIx64, st.key);
     json_object_object_add(info, "migrate-pr", json_object_new_boolean(1));
@@ -481,6 +528,9 @@ void scsi_pr_query(ScsiPr *pr, json_object *info)
                                    (double)takeover_ns / 1e6));
         json_object_object_add(info, "pr-takeover-round-trips",
                                json_object_new_int((int)round_trips));
+    }
+    if (check) {
+        json_object_object_add(info, "pr-check", check);
     }
     if (note) {
         json_object_object_add(info, "pr-startup", note);

@@ -11,7 +11,8 @@
  *    "scsi-block/pr", only when a key is registered). Activation on the
  *    destination verifies the LUN against it (READ KEYS, READ
  *    RESERVATION), registers the key on its own nexus and PREEMPTs the
- *    source with the same key and type. The source, re-activated after a
+ *    source with the same key and type (one batch); the outcome is read
+ *    back on the LUN's loop once the device is ready. The source, re-activated after a
  *    failed migration, does the same to take it back (rollback).
  *  - Guest requests are held from inactivation (source) or state load
  *    (destination) until activation succeeded, so no guest I/O reaches the
@@ -37,6 +38,8 @@ typedef struct ScsiPrConfig {
     const char *dev_id;             /* messages, journal file name */
     const char *initiator;          /* this nexus's iSCSI initiator name */
     const char *journal_dir;        /* NULL: the daemon-wide default */
+    const ScsiPrIo *io;             /* NULL: the scsi-block's own session;
+                                     * else these (a scripted LUN) */
 } ScsiPrConfig;
 
 /* The migrated state, as the subsection carries it. */
@@ -96,8 +99,10 @@ void scsi_pr_inactivate(ScsiPr *pr);
 void scsi_pr_startup(ScsiPr *pr);
 
 /* Adds migrate-pr, pr-key, pr-type, pr-active and, after a takeover,
- * pr-takeover-ms and pr-takeover-round-trips (batches of commands sent:
- * 4 unless a UNIT ATTENTION made one go again). */
+ * pr-takeover-ms and pr-takeover-round-trips (the part before the device
+ * is ready; batches of commands sent: 2 unless a UNIT ATTENTION or a
+ * PREEMPT run before its REGISTER made one go again) and pr-check (the
+ * outcome check that runs just after: "pending", "ok" or the error). */
 void scsi_pr_query(ScsiPr *pr, json_object *info);
 
 /* Reservation commands on a scsi-block's own I_T nexus (who prefixes
