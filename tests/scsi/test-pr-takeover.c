@@ -1,0 +1,391 @@
+/*
+ * The reservation takeover of an activation, on a scripted LUN that
+ * follows the persistent reservation rules for the few commands the
+ * takeover sends: the source's nexus holds the key and reservation, the
+ * device under test is a second nexus. The LUN can run a batch in
+ * reverse order (the PREEMPT before the REGISTER), fail the REGISTER, or
+ * change behind the takeover's back before the outcome check.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "scsi/scsi-pr-lun.h"
+#include "util/bytes.h"
+
+#define JOURNAL_DIR "pr-takeover-journal"
+#define KEY 0x5eed0000c0ffee01ull
+
+enum { NEXUS_SRC, NEXUS_US, NEXUS_MAX };
+
+typedef struct FakeLun {
+    uint64_t key[NEXUS_MAX];        /* 0: not registered */
+    int holder;                     /* nexus holding it, -1: none */
+    uint8_t type;
+    uint32_t generation;
+    bool reverse;                   /* runs each batch last to first */
+    bool fail_register;             /* REGISTER AND IGNORE: CHECK CONDITION */
+    unsigned conflict_preempts;     /* PREEMPTs refused regardless */
+    unsigned tamper_at;             /* before this batch (1-based): the
+                                     * source registers KEY again */
+    unsigned batches;
+    size_t batch_size[8];
+    uint8_t batch_sa[8][2];         /* service action of each command */
+    uint8_t batch_op[8][2];
+} FakeLun;
+
+static FakeLun f;
+static EventLoop *loop;
+static int completions;
+static ScsiLun lun;
+static ScsiPr *pr;
+
+/* SPC-4 6.16.2, 6.16.3: READ KEYS and READ RESERVATION data. */
+static size_t fake_pr_in(uint8_t sa, uint8_t *buf, size_t len)
+{
+    uint8_t data[8 + 8 * NEXUS_MAX] = { 0 };
+    size_t n = 8;
+    st_be32(data, f.generation);
+    if (sa == SCSI_PRIN_READ_KEYS) {
+        for (int i = 0; i < NEXUS_MAX; i++) {
+            if (f.key[i]) {
+                st_be64(&data[n], f.key[i]);
+                n += 8;
+            }
+        }
+    } else if (f.holder >= 0) {
+        st_be64(&data[8], scsi_pr_type_all_registrants(f.type) ? 0 :
+                f.key[f.holder]);
+        data[21] = f.type;
+        n = 24;
+    }
+    st_be32(&data[4], (uint32_t)(n - 8));
+    n = n < len ? n : len;
+    memcpy(buf, data, n);
+    return n;
+}
+
+/* PREEMPT from our nexus (SPC-4 5.13.11.4), as far as the test needs. */
+static uint8_t fake_preempt(const ScsiPrOut *o)
+{
+    if (f.conflict_preempts) {
+        f.conflict_preempts--;
+        return SAM_STAT_RESERVATION_CONFLICT;
+    }
+    /* 5.13.1: only REGISTER (AND IGNORE) from an unregistered nexus. */
+    if (!f.key[NEXUS_US] || f.key[NEXUS_US] != o->res_key) {
+        return SAM_STAT_RESERVATION_CONFLICT;
+    }
+    bool held_by_key = f.holder >= 0 &&
+                       (scsi_pr_type_all_registrants(f.type) ||
+                        f.key[f.holder] == o->sa_key);
+    if (f.key[NEXUS_SRC] == o->sa_key) {
+        f.key[NEXUS_SRC] = 0;
+    }
+    if (held_by_key) {
+        f.holder = NEXUS_US;
+        f.type = o->type;
+    }
+    f.generation++;
+    return SAM_STAT_GOOD;
+}
+
+static void fake_pr_out(ScsiPrCmd *c)
+{
+    ScsiPrOut o;
+    assert_int_equal(scsi_pr_out_parse(c->cdb, c->cdb_len, c->buf, c->len,
+                                       &o), SCSI_PR_OUT_OK);
+    if (o.service_action == SCSI_PROUT_PREEMPT) {
+        c->res.status = fake_preempt(&o);
+        return;
+    }
+    assert_int_equal(o.service_action, SCSI_PROUT_REGISTER_AND_IGNORE);
+    if (f.fail_register) {
+        /* ILLEGAL REQUEST, INSUFFICIENT REGISTRATION RESOURCES (55h/04h) */
+        static const uint8_t sense[18] = { 0x70, 0, 0x05, 0, 0, 0, 0, 10,
+                                           0, 0, 0, 0, 0x55, 0x04 };
+        c->res.status = SAM_STAT_CHECK_CONDITION;
+        memcpy(c->res.sense, sense, sizeof(sense));
+        c->res.sense_len = sizeof(sense);
+        return;
+    }
+    f.key[NEXUS_US] = o.sa_key;
+    f.generation++;
+    c->res.status = SAM_STAT_GOOD;
+}
+
+static bool fake_batch(void *opaque, ScsiPrCmd *cmds, size_t n,
+                       Error **errp)
+{
+    unsigned b = f.batches++;
+    assert_true(b < 8 && n <= 2);
+    if (f.tamper_at == b + 1) {
+        f.key[NEXUS_SRC] = KEY;
+    }
+    f.batch_size[b] = n;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = f.reverse ? n - 1 - k : k;
+        ScsiPrCmd *c = &cmds[i];
+        f.batch_op[b][i] = c->cdb[0];
+        f.batch_sa[b][i] = c->cdb[1] & 0x1f;
+        memset(&c->res, 0, sizeof(c->res));
+        if (c->cdb[0] == SCSI_OP_PERSISTENT_RESERVE_OUT) {
+            fake_pr_out(c);
+            continue;
+        }
+        assert_int_equal(c->cdb[0], SCSI_OP_PERSISTENT_RESERVE_IN);
+        c->res.status = SAM_STAT_GOOD;
+        c->res.transferred = fake_pr_in(c->cdb[1] & 0x1f, c->buf, c->len);
+    }
+    return true;
+}
+
+/* The source's nexus holds KEY with type; the device loaded that state
+ * from the migration stream. */
+static void source_holds(uint8_t type)
+{
+    ScsiPrWire wire = { .key = KEY, .type = type };
+    Error *err = NULL;
+    f.key[NEXUS_SRC] = KEY;
+    f.holder = type ? NEXUS_SRC : -1;
+    f.type = type;
+    assert_true(scsi_pr_post_load_sub(pr, &wire, &err));
+    scsi_pr_post_load(pr);
+}
+
+static int setup(void **state)
+{
+    static const ScsiPrIo io = { .fn = fake_batch, .who = "fake" };
+    ScsiPrConfig cfg = { .dev_id = "pt0", .initiator = "iqn.2024-01.t:us",
+                         .journal_dir = JOURNAL_DIR, .io = &io };
+    memset(&f, 0, sizeof(f));
+    f.holder = -1;
+    memset(&lun, 0, sizeof(lun));
+    completions = 0;
+    loop = loop_new(NULL);
+    lun.loop = loop;
+    pr = scsi_pr_new(NULL, &lun, &cfg, NULL);
+    return loop && pr ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    scsi_pr_free(pr);
+    loop_free(loop);
+    unlink(JOURNAL_DIR "/pt0.json");
+    rmdir(JOURNAL_DIR);
+    return 0;
+}
+
+/* A query-devices field as a string ("" when absent) or int (-1). */
+static const char *query_str(const char *name, char *buf, size_t size)
+{
+    json_object *o = json_object_new_object(), *v;
+    scsi_pr_query(pr, o);
+    snprintf(buf, size, "%s", json_object_object_get_ex(o, name, &v) ?
+             json_object_get_string(v) : "");
+    json_object_put(o);
+    return buf;
+}
+
+static int query_int(const char *name)
+{
+    json_object *o = json_object_new_object(), *v;
+    scsi_pr_query(pr, o);
+    int n = json_object_object_get_ex(o, name, &v) ? json_object_get_int(v) :
+            -1;
+    json_object_put(o);
+    return n;
+}
+
+static void done(ScsiRequest *req, void *opaque)
+{
+    completions++;
+}
+
+static void run_loop(void)
+{
+    for (int i = 0; i < 5; i++) {
+        loop_run_once(loop, 1);
+    }
+}
+
+/* Batch b (0-based) is REGISTER AND IGNORE EXISTING KEY then PREEMPT. */
+static void expect_register_and_preempt(unsigned b)
+{
+    assert_int_equal(f.batch_size[b], 2);
+    assert_int_equal(f.batch_op[b][0], SCSI_OP_PERSISTENT_RESERVE_OUT);
+    assert_int_equal(f.batch_sa[b][0], SCSI_PROUT_REGISTER_AND_IGNORE);
+    assert_int_equal(f.batch_op[b][1], SCSI_OP_PERSISTENT_RESERVE_OUT);
+    assert_int_equal(f.batch_sa[b][1], SCSI_PROUT_PREEMPT);
+}
+
+static void expect_we_hold(uint8_t type)
+{
+    assert_int_equal(f.key[NEXUS_US], KEY);
+    assert_int_equal(f.key[NEXUS_SRC], 0);
+    assert_int_equal(f.holder, type ? NEXUS_US : -1);
+    assert_int_equal(f.type, type);
+}
+
+static void test_two_round_trips_then_check(void **state)
+{
+    char buf[512];
+    Error *err = NULL;
+    source_holds(SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+    assert_true(scsi_pr_activate(pr, &err));
+    /* Reads, then REGISTER and PREEMPT: the device is ready. */
+    assert_int_equal(f.batches, 2);
+    assert_int_equal(f.batch_op[0][0], SCSI_OP_PERSISTENT_RESERVE_IN);
+    expect_register_and_preempt(1);
+    assert_int_equal(query_int("pr-takeover-round-trips"), 2);
+    expect_we_hold(SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+    assert_true(scsi_pr_is_active(pr));
+    assert_string_equal(query_str("pr-check", buf, sizeof(buf)), "pending");
+    run_loop();
+    /* The check is one more batch, not counted in the takeover's. */
+    assert_int_equal(f.batches, 3);
+    assert_int_equal(f.batch_size[2], 2);
+    assert_int_equal(query_int("pr-takeover-round-trips"), 2);
+    assert_string_equal(query_str("pr-check", buf, sizeof(buf)), "ok");
+}
+
+static void test_guest_pr_out_waits_for_the_check(void **state)
+{
+    uint8_t cdb[SCSI_PR_OUT_CDB_LEN], param[SCSI_PR_OUT_PARAM_LEN];
+    uint8_t rd[10] = { SCSI_OP_READ_10 };
+    struct iovec iov = { .iov_base = param, .iov_len = sizeof(param) };
+    ScsiRequest out = { .cdb_len = 10, .dir = SCSI_DIR_TO_DEV, .iov = &iov,
+                        .iovcnt = 1, .data_len = sizeof(param),
+                        .complete = done };
+    ScsiRequest read = { .cdb_len = 10, .dir = SCSI_DIR_NONE };
+    Error *err = NULL;
+    source_holds(SCSI_PR_TYPE_EXCLUSIVE_ACCESS);
+    assert_true(scsi_pr_activate(pr, &err));
+    scsi_pr_out_encode(SCSI_PROUT_RELEASE, SCSI_PR_TYPE_EXCLUSIVE_ACCESS,
+                       KEY, 0, cdb, param);
+    memcpy(out.cdb, cdb, sizeof(cdb));
+    memcpy(read.cdb, rd, sizeof(rd));
+    /* Until the check ran, the guest's RELEASE would change what it
+     * reads; other I/O goes at once. */
+    assert_int_equal(scsi_pr_gate(pr, &out), SCSI_PR_GATE_HELD);
+    assert_int_equal(scsi_pr_gate(pr, &read), SCSI_PR_GATE_PASS);
+    assert_true(scsi_pr_cancel(pr, &out));
+    assert_int_equal(completions, 1);
+    run_loop();
+    char buf[512];
+    assert_string_equal(query_str("pr-check", buf, sizeof(buf)), "ok");
+    assert_int_equal(scsi_pr_gate(pr, &read), SCSI_PR_GATE_PASS);
+}
+
+static void test_preempt_run_first_is_sent_again(void **state)
+{
+    char buf[512];
+    Error *err = NULL;
+    f.reverse = true;
+    source_holds(SCSI_PR_TYPE_EA_REGISTRANTS_ONLY);
+    assert_true(scsi_pr_activate(pr, &err));
+    /* The PREEMPT met RESERVATION CONFLICT (not registered yet) and
+     * changed nothing; sent alone after the REGISTER, it worked. */
+    assert_int_equal(f.batches, 3);
+    expect_register_and_preempt(1);
+    assert_int_equal(f.batch_size[2], 1);
+    assert_int_equal(f.batch_sa[2][0], SCSI_PROUT_PREEMPT);
+    assert_int_equal(query_int("pr-takeover-round-trips"), 3);
+    expect_we_hold(SCSI_PR_TYPE_EA_REGISTRANTS_ONLY);
+    run_loop();
+    assert_string_equal(query_str("pr-check", buf, sizeof(buf)), "ok");
+}
+
+static void test_second_conflict_fails(void **state)
+{
+    char buf[512];
+    Error *err = NULL;
+    f.conflict_preempts = 2;
+    source_holds(SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+    assert_false(scsi_pr_activate(pr, &err));
+    assert_int_equal(f.batches, 3);
+    const char *msg = error_get_pretty(err);
+    assert_non_null(strstr(msg, "pt0"));
+    assert_non_null(strstr(msg, "PREEMPT failed"));
+    assert_non_null(strstr(msg, "RESERVATION CONFLICT"));
+    error_free(err);
+    assert_false(scsi_pr_is_active(pr));
+    assert_int_equal(query_int("pr-takeover-round-trips"), -1);
+    assert_string_equal(query_str("pr-check", buf, sizeof(buf)), "");
+    assert_int_equal(f.holder, NEXUS_SRC);
+}
+
+static void test_register_failure_fails(void **state)
+{
+    Error *err = NULL;
+    f.fail_register = true;
+    f.reverse = true;           /* the PREEMPT conflicts too: no resend */
+    source_holds(SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+    assert_false(scsi_pr_activate(pr, &err));
+    assert_int_equal(f.batches, 2);
+    const char *msg = error_get_pretty(err);
+    assert_non_null(strstr(msg, "REGISTER AND IGNORE EXISTING KEY failed"));
+    assert_non_null(strstr(msg, "CHECK CONDITION"));
+    assert_non_null(strstr(msg, "ASC 55h ASCQ 04h"));
+    error_free(err);
+    assert_false(scsi_pr_is_active(pr));
+    assert_int_equal(query_int("pr-takeover-round-trips"), -1);
+    assert_int_equal(f.holder, NEXUS_SRC);
+    assert_int_equal(f.key[NEXUS_US], 0);
+}
+
+static void test_verify_refusal_registers_nothing(void **state)
+{
+    Error *err = NULL;
+    source_holds(SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+    f.key[NEXUS_SRC] = 0x7777;  /* fenced meanwhile */
+    assert_false(scsi_pr_activate(pr, &err));
+    assert_non_null(strstr(error_get_pretty(err), "no longer registered"));
+    error_free(err);
+    assert_int_equal(f.batches, 1);
+    assert_int_equal(f.key[NEXUS_US], 0);
+}
+
+static void test_check_finds_contradiction(void **state)
+{
+    char buf[512];
+    Error *err = NULL;
+    f.tamper_at = 3;            /* the source registers again after */
+    source_holds(SCSI_PR_TYPE_WE_ALL_REGISTRANTS);
+    assert_true(scsi_pr_activate(pr, &err));
+    assert_int_equal(query_int("pr-takeover-round-trips"), 2);
+    assert_true(scsi_pr_is_active(pr));
+    run_loop();
+    const char *check = query_str("pr-check", buf, sizeof(buf));
+    assert_non_null(strstr(check, "after PREEMPT"));
+    assert_non_null(strstr(check, "the previous holder is still "
+                           "registered"));
+    assert_non_null(strstr(check, "0x5eed0000c0ffee01 0x5eed0000c0ffee01"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_two_round_trips_then_check,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_guest_pr_out_waits_for_the_check,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_preempt_run_first_is_sent_again,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_conflict_fails, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_register_failure_fails, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_verify_refusal_registers_nothing,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_finds_contradiction,
+                                        setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
