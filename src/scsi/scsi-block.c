@@ -12,6 +12,8 @@
 #include <string.h>
 
 #define SB_SERVICE_MS 100       /* timeouts, reconnect progress */
+#define SB_TIMEOUT_DEFAULT_S 30 /* as Linux's default SCSI command timeout */
+#define SB_TIMEOUT_MAX_S 3600
 
 typedef struct SbTask SbTask;
 
@@ -23,6 +25,7 @@ struct ScsiBlock {
     int iscsi_lun;
     char *portal, *target, *initiator;
     uint32_t isid;              /* the same I_T nexus on every login */
+    uint32_t timeout_s;         /* per command and login PDU; 0: none */
     int fd;                     /* registered on lun.loop, or -1 */
     uint64_t timer;
     bool session_lost;          /* no session: commands get BUSY */
@@ -326,6 +329,10 @@ static struct iscsi_context *sb_new_context(ScsiBlock *sb, Error **errp)
     iscsi_set_targetname(ctx, sb->target);
     iscsi_set_session_type(ctx, ISCSI_SESSION_NORMAL);
     iscsi_set_header_digest(ctx, ISCSI_HEADER_DIGEST_NONE_CRC32C);
+    /* A target that stops answering must not hold a command, a drain at
+     * migration or a login forever: the command times out, the session is
+     * dropped (in-flight commands fail retryably) and logged in again. */
+    iscsi_set_timeout(ctx, (int)sb->timeout_s);
     /* libiscsi's own reconnect replays in-flight commands; we fail them
      * to the initiator instead and log in again ourselves. */
     iscsi_set_noautoreconnect(ctx, 1);
@@ -652,8 +659,15 @@ static bool sb_realize(Device *dev, KeyVal *props, Error **errp)
         !keyval_get_str(props, "initiator-name", NULL, &initiator, errp) ||
         !keyval_get_str(props, "bus", NULL, &bus_name, errp) ||
         !keyval_get_u32(props, "lun", 0, &lun, errp) ||
+        !keyval_get_u32(props, "timeout", SB_TIMEOUT_DEFAULT_S,
+                        &sb->timeout_s, errp) ||
         !keyval_get_bool(props, "x-lun-caps", false, &sb->x_lun_caps,
                          errp)) {
+        return false;
+    }
+    if (sb->timeout_s > SB_TIMEOUT_MAX_S) {
+        error_setg(errp, "timeout=%u: at most %u seconds (0: none)",
+                   sb->timeout_s, SB_TIMEOUT_MAX_S);
         return false;
     }
     if (!url || !initiator || !bus_name) {
@@ -716,6 +730,8 @@ static void sb_query(Device *dev, json_object *info)
     ScsiBlock *sb = (ScsiBlock *)dev;
     json_object_object_add(info, "target", json_object_new_string(sb->target));
     json_object_object_add(info, "portal", json_object_new_string(sb->portal));
+    json_object_object_add(info, "timeout",
+                           json_object_new_int64(sb->timeout_s));
     json_object_object_add(info, "session",
                            json_object_new_boolean(scsi_block_session_up(sb)));
     if (sb->pr) {

@@ -50,7 +50,7 @@ static void filter(ScsiBlock *sb, ScsiRequest *req, void *opaque)
     t.last_filtered_op = req->cdb[0];
 }
 
-static int setup(void **state)
+static int setup_with(const char *extra)
 {
     uint8_t pattern[4 * BS];
     char opts[256];
@@ -77,10 +77,20 @@ static int setup(void **state)
     t.bus = scsi_bus_new("scsi0", NULL);
     snprintf(opts, sizeof(opts), "scsi-block,id=sb0,url=iscsi://127.0.0.1:"
              "%d/" IQN "/1,initiator-name=iqn.2024-01.org.stormig:init,"
-             "bus=scsi0,lun=0", t.port);
+             "bus=scsi0,lun=0%s", t.port, extra);
     t.dev = hd_harness_device(opts, t.loop);
     t.sb = scsi_block_from_device(t.dev);
     return t.sb ? 0 : -1;
+}
+
+static int setup(void **state)
+{
+    return setup_with("");
+}
+
+static int setup_timeout(void **state)
+{
+    return setup_with(",timeout=1");
 }
 
 static int teardown(void **state)
@@ -266,6 +276,60 @@ static void test_session_drop(void **state)
     assert_memory_equal(in, want, sizeof(in));
 }
 
+/* A target that stops answering (frozen, its TCP connection still up):
+ * the command times out, the initiator gets a retryable unit attention,
+ * a synchronous command fails instead of waiting forever, and once the
+ * target answers again the session comes back. */
+static void test_frozen_target_times_out(void **state)
+{
+    uint8_t in[BS], want[BS];
+    const uint8_t tur[6] = { SCSI_OP_TEST_UNIT_READY };
+    const uint8_t rd[10] = { SCSI_OP_READ_10, 0, 0, 0, 0, 8, 0, 0, 1, 0 };
+    HdCmdResult r = cmd_retry_ua(tur, 6, SCSI_DIR_NONE, NULL, 0);
+    assert_int_equal(r.req.status, SAM_STAT_GOOD);
+
+    assert_int_equal(helper("freeze"), 0);
+    HdCmdResult rd_res = { 0 };
+    struct iovec iov = { .iov_base = in, .iov_len = sizeof(in) };
+    memcpy(rd_res.req.cdb, rd, sizeof(rd));
+    rd_res.req.cdb_len = 10;
+    rd_res.req.dir = SCSI_DIR_FROM_DEV;
+    rd_res.req.iov = &iov;
+    rd_res.req.iovcnt = 1;
+    rd_res.req.data_len = sizeof(in);
+    rd_res.req.complete = hd_harness_done;
+    rd_res.req.opaque = &rd_res;
+    scsi_bus_submit(t.bus, 0, &rd_res.req);
+    /* timeout=1: well within 10 s, with the target still frozen. */
+    for (int i = 0; i < 1000 && !rd_res.done; i++) {
+        loop_run_once(t.loop, 10);
+    }
+    assert_true(rd_res.done);
+    ScsiSense s;
+    assert_int_equal(rd_res.req.status, SAM_STAT_CHECK_CONDITION);
+    assert_true(scsi_sense_parse(rd_res.req.sense, rd_res.req.sense_len, &s));
+    assert_true(scsi_sense_equal(s, SENSE_UA_I_T_NEXUS_LOSS));
+
+    /* A management command (as a reservation takeover sends) fails,
+     * bounded, rather than hanging the daemon. */
+    ScsiBlockResult res;
+    Error *err = NULL;
+    assert_false(scsi_block_sync_command(t.sb, tur, 6, SCSI_DIR_NONE, NULL,
+                                         0, &res, &err));
+    assert_non_null(err);
+    error_free(err);
+
+    assert_int_equal(helper("thaw"), 0);
+    for (int i = 0; i < 1000 && !scsi_block_session_up(t.sb); i++) {
+        loop_run_once(t.loop, 10);
+    }
+    assert_true(scsi_block_session_up(t.sb));
+    fill(want, sizeof(want), 0x5a);
+    r = cmd_retry_ua(rd, 10, SCSI_DIR_FROM_DEV, in, sizeof(in));
+    assert_int_equal(r.req.status, SAM_STAT_GOOD);
+    assert_memory_equal(in, want, sizeof(in));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -277,6 +341,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_filter_and_sync, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_session_drop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frozen_target_times_out,
+                                        setup_timeout, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
