@@ -48,10 +48,18 @@ def hop(cfg, src, n, pt):
         src.close()
     guestlib.wait_for(lambda: vhostlib.fio_rounds(dst.guest, pt) > rounds,
                       90, f"a new fio round after hop {n}", interval=0.5)
-    took = prlib.device_info(dst)["pr-takeover-ms"]
+    # The outcome check runs just after the device started.
+    info = guestlib.wait_for(
+        lambda: next((i for i in [prlib.device_info(dst)]
+                      if i.get("pr-check") != "pending"), None),
+        5, f"pr-check after hop {n}")
+    if info.get("pr-check") != "ok":
+        raise guestlib.GuestError(f"pr-check after hop {n}: {info}")
     print(f"hop {n:2} {src.name} -> {dst.name} in {elapsed:.1f}s: handoff "
-          f"{stats['handoff_downtime_ms']:.1f} ms, PR takeover {took:.1f} "
-          f"ms; {dst.name} holds, {src.name}'s nexus refused")
+          f"{stats['handoff_downtime_ms']:.1f} ms, PR takeover "
+          f"{info['pr-takeover-ms']:.1f} ms in "
+          f"{info['pr-takeover-round-trips']} round trips, check "
+          f"{info['pr-check']}; {dst.name} holds, {src.name}'s nexus refused")
     return dst
 
 

@@ -81,13 +81,18 @@ def one_type(cfg, src, name, prtype, key, dev):
                                   f"destination got {status}")
     fio_verify(guest, dev, FIO_SIZE)
     prlib.guest_sees(guest, dev, key, prtype)
-    info = prlib.device_info(dst)
+    # The outcome check runs just after the device started.
+    info = guestlib.wait_for(
+        lambda: next((i for i in [prlib.device_info(dst)]
+                      if i.get("pr-check") != "pending"), None),
+        5, f"pr-check on {name}")
     if (info["pr-key"] != f"{key:#018x}" or info["pr-type"] != prtype.short
-            or not info["pr-active"]):
+            or not info["pr-active"] or info.get("pr-check") != "ok"):
         raise guestlib.GuestError(f"query-devices on {name}: {info}")
     print(f"{prtype.short:6} {src.name} -> {name} in {elapsed:.1f}s: "
           f"handoff {stats['handoff_downtime_ms']:.1f} ms, PR takeover "
-          f"{info['pr-takeover-ms']:.1f} ms, QEMU downtime "
+          f"{info['pr-takeover-ms']:.1f} ms in "
+          f"{info['pr-takeover-round-trips']} round trips, QEMU downtime "
           f"{stats['qemu_downtime_ms']} ms; holder moved, source nexus "
           "gets RESERVATION CONFLICT, guest I/O verified")
     prlib.guest_clear(guest, dev, key)
