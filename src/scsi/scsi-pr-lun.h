@@ -12,8 +12,9 @@
  *    destination verifies the LUN against it (READ KEYS, READ
  *    RESERVATION), registers the key on its own nexus and PREEMPTs the
  *    source with the same key and type (one batch); the outcome is read
- *    back on the LUN's loop once the device is ready. The source, re-activated after a
- *    failed migration, does the same to take it back (rollback).
+ *    back on the LUN's loop once the device is ready. The source,
+ *    re-activated after a failed migration, does the same to take it
+ *    back (rollback).
  *  - Guest requests are held from inactivation (source) or state load
  *    (destination) until activation succeeded, so no guest I/O reaches the
  *    LUN before the reservation is in place.
