@@ -195,6 +195,38 @@ static bool parse_journal(json_object *o, ScsiPrJournal *j, Error **errp)
     return true;
 }
 
+bool scsi_pr_journal_parse(const char *text, size_t len, ScsiPrJournal *j,
+                           Error **errp)
+{
+    memset(j, 0, sizeof(*j));
+    if (len > JOURNAL_MAX) {
+        error_setg(errp, "larger than %d bytes", JOURNAL_MAX);
+        return false;
+    }
+    json_tokener *tok = json_tokener_new();
+    if (!tok) {
+        error_setg(errp, "out of memory");
+        return false;
+    }
+    json_object *o = json_tokener_parse_ex(tok, text, (int)len);
+    size_t used = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    /* Only whitespace may follow the object (a torn or doubled write is
+     * an error, not half a journal). */
+    while (o && used < len && strchr(" \t\r\n", text[used]) && text[used]) {
+        used++;
+    }
+    bool ok = o && used == len && parse_journal(o, j, errp);
+    if (!o || used != len) {
+        error_setg(errp, "not JSON");
+    }
+    json_object_put(o);
+    if (!ok) {
+        memset(j, 0, sizeof(*j));
+    }
+    return ok;
+}
+
 bool scsi_pr_journal_read(const char *dir, const char *name,
                           ScsiPrJournal *j, bool *found, Error **errp)
 {
@@ -219,14 +251,7 @@ bool scsi_pr_journal_read(const char *dir, const char *name,
                    JOURNAL_MAX);
         return false;
     }
-    buf[n] = '\0';
-    json_object *o = json_tokener_parse(buf);
-    bool ok = o && parse_journal(o, j, errp);
-    if (!o) {
-        error_setg(errp, "not JSON");
-    }
-    json_object_put(o);
-    if (!ok) {
+    if (!scsi_pr_journal_parse(buf, (size_t)n, j, errp)) {
         error_prepend(errp, "journal %s: ", path);
         return false;
     }

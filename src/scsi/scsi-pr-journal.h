@@ -32,4 +32,10 @@ bool scsi_pr_journal_write(const char *dir, const char *name,
 bool scsi_pr_journal_read(const char *dir, const char *name,
                           ScsiPrJournal *j, bool *found, Error **errp);
 
+/* The text of a journal file (len bytes, not NUL-terminated): one JSON
+ * object of this version, nothing after it but whitespace, a possible
+ * state. On failure *j is zeroed. */
+bool scsi_pr_journal_parse(const char *text, size_t len, ScsiPrJournal *j,
+                           Error **errp);
+
 #endif

@@ -186,6 +186,59 @@ static void test_held_until_activation(void **state)
     assert_int_equal(completions, 3);
 }
 
+/* A journal file that is damaged (torn write, a stray edit, another
+ * version) is refused as a whole with a reason; a good one round-trips. */
+static void test_journal_damaged(void **state)
+{
+    static const struct {
+        const char *text;
+        const char *why;
+    } bad[] = {
+        { "", "not JSON" },
+        { "{\"version\": 1, \"key\": \"0x1\"", "not JSON" },
+        { "[1, 2]", "not a version 1 journal" },
+        { "{\"version\": 2, \"key\": \"0x1\", \"type\": 0, "
+          "\"active\": true, \"initiator\": \"i\"}", "not a version 1" },
+        { "{\"version\": 1, \"type\": 0, \"active\": true, "
+          "\"initiator\": \"i\"}", "not a version 1" },
+        { "{\"version\": 1, \"key\": \"12\", \"type\": 0, "
+          "\"active\": true, \"initiator\": \"i\"}", "bad key or type" },
+        { "{\"version\": 1, \"key\": \"0x1g\", \"type\": 0, "
+          "\"active\": true, \"initiator\": \"i\"}", "bad key or type" },
+        { "{\"version\": 1, \"key\": \"0x10000000000000000\", "
+          "\"type\": 0, \"active\": true, \"initiator\": \"i\"}",
+          "bad key or type" },
+        { "{\"version\": 1, \"key\": \"0x1\", \"type\": 16, "
+          "\"active\": true, \"initiator\": \"i\"}", "bad key or type" },
+        /* Only a registered nexus holds a reservation (SPC-4 5.13). */
+        { "{\"version\": 1, \"key\": \"0x0\", \"type\": 1, "
+          "\"active\": true, \"initiator\": \"i\"}", "impossible state" },
+        /* Two writes run together. */
+        { "{\"version\": 1, \"key\": \"0x1\", \"type\": 0, "
+          "\"active\": true, \"initiator\": \"i\"} {}", "not JSON" },
+    };
+    ScsiPrJournal j;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        Error *err = NULL;
+        assert_false(scsi_pr_journal_parse(bad[i].text, strlen(bad[i].text),
+                                           &j, &err));
+        if (!strstr(error_get_pretty(err), bad[i].why)) {
+            print_error("case %zu: '%s'\n", i, error_get_pretty(err));
+            fail();
+        }
+        error_free(err);
+        assert_int_equal(j.st.key, 0);
+    }
+    const char good[] = "{\"version\": 1, \"key\": \"0x00000000000000ab\", "
+                        "\"type\": 3, \"active\": false, "
+                        "\"initiator\": \"iqn.2024-01.t:i\"}\n";
+    assert_true(scsi_pr_journal_parse(good, strlen(good), &j, NULL));
+    assert_int_equal(j.st.key, 0xab);
+    assert_int_equal(j.st.type, 3);
+    assert_false(j.active);
+    assert_string_equal(j.initiator, "iqn.2024-01.t:i");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -197,6 +250,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_held_until_activation, setup,
                                         teardown),
+        cmocka_unit_test(test_journal_damaged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
