@@ -223,13 +223,28 @@ typedef struct PrCheck {
     ScsiPr *pr;
     ScsiPrState st;
     unsigned seq;
+    EventLoop *loop;                /* where it was posted */
 } PrCheck;
 
 static void check_posted(void *opaque)
 {
     PrCheck *c = opaque;
     ScsiPr *pr = c->pr;
-    run_check(pr, &c->st, c->seq);
+    EventLoop *now = pr->lun->loop;
+    /* The session is served by the LUN's loop, which moves to the
+     * controller's I/O thread when the VM starts (scsi.h). A move runs
+     * while both threads wait for it, so the loop read here is the one
+     * this thread may use, until this callback returns. */
+    if (now && now != c->loop) {
+        c->loop = now;
+        if (loop_post(now, check_posted, c)) {
+            return;
+        }
+        scsi_pr_check_done(pr, c->seq, "not run: cannot post it to the "
+                           "LUN's loop");
+    } else {
+        run_check(pr, &c->st, c->seq);
+    }
     free(c);
     pthread_mutex_lock(&pr->lock);
     pr->posts--;
@@ -249,7 +264,7 @@ static void post_check(ScsiPr *pr, const ScsiPrState *st, unsigned seq)
         run_check(pr, st, seq);
         return;
     }
-    *c = (PrCheck){ .pr = pr, .st = *st, .seq = seq };
+    *c = (PrCheck){ .pr = pr, .st = *st, .seq = seq, .loop = loop };
     pthread_mutex_lock(&pr->lock);
     pr->posts++;
     pthread_mutex_unlock(&pr->lock);

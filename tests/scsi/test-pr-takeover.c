@@ -369,6 +369,30 @@ static void test_check_finds_contradiction(void **state)
     assert_non_null(strstr(check, "0x5eed0000c0ffee01 0x5eed0000c0ffee01"));
 }
 
+static void test_check_follows_the_lun_to_its_loop(void **state)
+{
+    char buf[512];
+    Error *err = NULL;
+    EventLoop *running = loop_new(NULL);
+    assert_non_null(running);
+    source_holds(SCSI_PR_TYPE_EXCLUSIVE_ACCESS);
+    assert_true(scsi_pr_activate(pr, &err));
+    /* The VM starts: the LUN's session moves to the I/O thread's loop
+     * before the main loop ran the check. It must not be used from the
+     * main loop any more. */
+    lun.loop = running;
+    run_loop();
+    assert_int_equal(f.batches, 2);
+    assert_string_equal(query_str("pr-check", buf, sizeof(buf)), "pending");
+    for (int i = 0; i < 5; i++) {
+        loop_run_once(running, 1);
+    }
+    assert_int_equal(f.batches, 3);
+    assert_string_equal(query_str("pr-check", buf, sizeof(buf)), "ok");
+    lun.loop = loop;
+    loop_free(running);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -385,6 +409,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_verify_refusal_registers_nothing,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_finds_contradiction,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_follows_the_lun_to_its_loop,
                                         setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
