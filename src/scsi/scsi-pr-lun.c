@@ -116,6 +116,7 @@ typedef struct PrRelease {
     ScsiPr *pr;
     PrHeld *list;
     bool failed;
+    EventLoop *loop;                /* where it was posted */
 } PrRelease;
 
 static void release_list(ScsiPr *pr, PrHeld *list, bool failed)
@@ -136,6 +137,16 @@ static void release_list(ScsiPr *pr, PrHeld *list, bool failed)
 static void release_held(void *opaque)
 {
     PrRelease *rel = opaque;
+    EventLoop *now = rel->pr->lun->loop;
+    /* Posted while the VM was stopped, and the LUN moved to the I/O
+     * thread's loop since (the VM started): its session is served there.
+     * A move runs while both threads wait for it (scsi.h). */
+    if (rel->loop && now && now != rel->loop) {
+        rel->loop = now;
+        if (loop_post(now, release_held, rel)) {
+            return;
+        }
+    }
     release_list(rel->pr, rel->list, rel->failed);
     free(rel);
 }
@@ -151,7 +162,8 @@ static void release_on_loop(ScsiPr *pr, PrHeld *list, bool failed)
         release_list(pr, list, true);   /* cannot defer: BUSY, retried */
         return;
     }
-    *rel = (PrRelease){ .pr = pr, .list = list, .failed = failed };
+    *rel = (PrRelease){ .pr = pr, .list = list, .failed = failed,
+                        .loop = pr->lun->loop };
     if (!pr->lun->loop || !loop_post(pr->lun->loop, release_held, rel)) {
         release_held(rel);
     }
