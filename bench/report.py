@@ -74,7 +74,7 @@ def switchover_scsi_table(sw):
             ("state transfer (channel, both ways)", "transfer"),
             ("load (destination)", "load"),
             ("ownership handoff (images)", "handoff"),
-            ("PR takeover (REGISTER + PREEMPT, checked)", "pr_takeover"),
+            ("PR takeover (verify reads, REGISTER + PREEMPT)", "pr_takeover"),
             ("device activation, other (reservation read back, journal)",
              "activate_other"),
             ("start (destination devices)", "start"),
