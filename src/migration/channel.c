@@ -205,6 +205,24 @@ static bool channel_fail(MigChannel *ch, Error *err)
     return !ch->dead;
 }
 
+/* A peer that went away shows as end of file, or, when it died with data
+ * of ours still unread (a killed destination), as a reset: one failure,
+ * told the same way. */
+static bool peer_gone(int err)
+{
+    return err == ECONNRESET || err == EPIPE || err == ENOTCONN;
+}
+
+static void set_io_error(Error **errp, int err, const char *what)
+{
+    if (peer_gone(err)) {
+        error_setg(errp, "migration peer closed the connection (%s)",
+                   strerror(err));
+    } else {
+        error_setg_errno(errp, err, "migration channel %s failed", what);
+    }
+}
+
 static bool channel_flush(MigChannel *ch)
 {
     while (ch->out_head < ch->out.len) {
@@ -219,7 +237,7 @@ static bool channel_flush(MigChannel *ch)
         }
         if (n < 0) {
             Error *err = NULL;
-            error_setg_errno(&err, errno, "migration channel write failed");
+            set_io_error(&err, errno, "write");
             return channel_fail(ch, err);
         }
         ch->out_head += (size_t)n;
@@ -275,7 +293,7 @@ static bool channel_read(MigChannel *ch)
             if (n == 0) {
                 error_setg(&err, "migration peer closed the connection");
             } else {
-                error_setg_errno(&err, errno, "migration channel read failed");
+                set_io_error(&err, errno, "read");
             }
             return channel_fail(ch, err) && false;
         }

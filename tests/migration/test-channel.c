@@ -253,6 +253,28 @@ static void test_transport_bad_frame(void **state)
     loop_free(loop);
 }
 
+/* The peer dies with our data unread in its socket: the read sees a
+ * reset, which is reported as the peer closing, like an end of file. */
+static void test_transport_peer_reset(void **state)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    EventLoop *loop = loop_new(NULL);
+    Seen s = { 0 };
+    MigChannel *ch = mig_channel_new(loop, sv[0], &ops, &s, NULL);
+    assert_non_null(ch);
+    assert_true(mig_channel_send(ch, MIG_MSG_HELLO, NULL, 0, NULL));
+    for (int i = 0; i < 5; i++) {
+        loop_run_once(loop, 10);
+    }
+    close(sv[1]);                   /* the HELLO still unread there */
+    spin(loop, &s, 1);
+    assert_non_null(strstr(s.failure, "peer closed the connection"));
+    assert_non_null(strstr(s.failure, "reset"));
+    mig_channel_free(ch);
+    loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -263,6 +285,7 @@ int main(void)
         cmocka_unit_test(test_uri),
         cmocka_unit_test(test_transport),
         cmocka_unit_test(test_transport_bad_frame),
+        cmocka_unit_test(test_transport_peer_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
