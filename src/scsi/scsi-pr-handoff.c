@@ -202,6 +202,10 @@ static void run_check(ScsiPr *pr, const ScsiPrState *st, unsigned seq)
 {
     Error *err = NULL;
     char result[sizeof(pr->check)];
+    /* The journal (two fsyncs) is for a restart, not for the guest: it is
+     * written here, off the switchover's critical path, and before any
+     * guest PR OUT changes the state again (those wait for this check). */
+    scsi_pr_journal_update(pr, true);
     pthread_mutex_lock(&pr->lock);
     bool closing = pr->closing;
     pthread_mutex_unlock(&pr->lock);
@@ -311,8 +315,9 @@ bool scsi_pr_activate(ScsiPr *pr, Error **errp)
         record_takeover(pr, &st, clock_ns() - started, trips);
         /* Before the gate opens, so guest PR OUT waits for it. */
         seq = scsi_pr_check_begin(pr);
+    } else {
+        scsi_pr_journal_update(pr, true);
     }
-    scsi_pr_journal_update(pr, true);
     scsi_pr_open_gate(pr, false);
     if (st.key != 0) {
         post_check(pr, &st, seq);
