@@ -75,7 +75,7 @@ def switchover_scsi_table(sw):
             ("load (destination)", "load"),
             ("ownership handoff (images)", "handoff"),
             ("PR takeover (verify reads, REGISTER + PREEMPT)", "pr_takeover"),
-            ("device activation, other (reservation read back, journal)",
+            ("device activation, other (reservation read back, other hooks)",
              "activate_other"),
             ("start (destination devices)", "start"),
             ("other (messages, main loops)", "other")]
