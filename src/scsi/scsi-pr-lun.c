@@ -349,10 +349,26 @@ static void mask_caps(ScsiRequest *req)
     scsi_iov_from_buf(req->iov, req->iovcnt, 2, &head[2], 1);
 }
 
+typedef struct PrReadBack {
+    ScsiPr *pr;
+    EventLoop *loop;                /* where it was posted */
+} PrReadBack;
+
 static void read_back_posted(void *opaque)
 {
-    ScsiPr *pr = opaque;
+    PrReadBack *rb = opaque;
+    ScsiPr *pr = rb->pr;
+    EventLoop *now = pr->lun->loop;
     Error *err = NULL;
+    /* The LUN (and its session) may have moved to another thread's loop
+     * since the post (the VM stopped or started): read from there. */
+    if (now && now != rb->loop) {
+        rb->loop = now;
+        if (loop_post(now, read_back_posted, rb)) {
+            return;
+        }
+    }
+    free(rb);
     if (!scsi_pr_read_back(pr, &err)) {
         log_ratelimited(LOG_WARN, "%s", error_get_pretty(err));
         error_free(err);
@@ -380,7 +396,13 @@ static void snoop(ScsiPr *pr, ScsiRequest *req, const ScsiPrOut *out)
         scsi_pr_journal_update(pr, true);
     }
     /* Not from inside the session's callback: from the loop, next. */
-    if (post && !loop_post(req->lun->loop, read_back_posted, pr)) {
+    PrReadBack *rb = post ? malloc(sizeof(*rb)) : NULL;
+    if (rb) {
+        *rb = (PrReadBack){ .pr = pr, .loop = req->lun->loop };
+    }
+    if (post && (!rb || !loop_post(rb->loop, read_back_posted, rb))) {
+        /* Still pending: activation reads it back before the takeover. */
+        free(rb);
         pthread_mutex_lock(&pr->lock);
         pr->posts--;
         pthread_mutex_unlock(&pr->lock);

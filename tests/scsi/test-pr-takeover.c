@@ -393,6 +393,44 @@ static void test_check_follows_the_lun_to_its_loop(void **state)
     loop_free(running);
 }
 
+/* A guest PREEMPT's outcome is read back from the loop that serves the
+ * LUN when the read runs, not from the one it was posted to. */
+static void test_read_back_follows_the_lun_to_its_loop(void **state)
+{
+    uint8_t cdb[SCSI_PR_OUT_CDB_LEN], param[SCSI_PR_OUT_PARAM_LEN];
+    struct iovec iov = { .iov_base = param, .iov_len = sizeof(param) };
+    ScsiRequest out = { .lun = &lun, .cdb_len = 10, .dir = SCSI_DIR_TO_DEV,
+                        .iov = &iov, .iovcnt = 1,
+                        .data_len = sizeof(param), .complete = done };
+    Error *err = NULL;
+    EventLoop *running = loop_new(NULL);
+    assert_non_null(running);
+    source_holds(SCSI_PR_TYPE_EXCLUSIVE_ACCESS);
+    assert_true(scsi_pr_activate(pr, &err));
+    run_loop();
+    assert_int_equal(f.batches, 3);
+    scsi_pr_out_encode(SCSI_PROUT_PREEMPT, SCSI_PR_TYPE_EXCLUSIVE_ACCESS,
+                       KEY, 0x7777, cdb, param);
+    memcpy(out.cdb, cdb, sizeof(cdb));
+    assert_int_equal(scsi_pr_gate(pr, &out), SCSI_PR_GATE_PASS);
+    out.status = SAM_STAT_GOOD;
+    scsi_pr_filter(NULL, &out, pr);     /* the LUN answered GOOD */
+    /* The LUN moves before the posted read-back ran. */
+    lun.loop = running;
+    run_loop();
+    assert_int_equal(f.batches, 3);
+    for (int i = 0; i < 5; i++) {
+        loop_run_once(running, 1);
+    }
+    assert_int_equal(f.batches, 4);
+    assert_int_equal(f.batch_size[3], 1);
+    assert_int_equal(f.batch_op[3][0], SCSI_OP_PERSISTENT_RESERVE_IN);
+    assert_int_equal(f.batch_sa[3][0], SCSI_PRIN_READ_RESERVATION);
+    assert_int_equal(scsi_pr_state(pr).type, SCSI_PR_TYPE_EXCLUSIVE_ACCESS);
+    lun.loop = loop;
+    loop_free(running);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -412,6 +450,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_follows_the_lun_to_its_loop,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_read_back_follows_the_lun_to_its_loop, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
