@@ -224,6 +224,23 @@ static void test_filter_and_sync(void **state)
     assert_int_equal(t.last_filtered_op, SCSI_OP_INQUIRY);
 }
 
+/* Submits a READ without waiting for it (the loop completes it). */
+static void submit_read(const uint8_t *cdb10, uint8_t *buf, size_t len,
+                        struct iovec *iov, HdCmdResult *r)
+{
+    memset(r, 0, sizeof(*r));
+    *iov = (struct iovec){ .iov_base = buf, .iov_len = len };
+    memcpy(r->req.cdb, cdb10, 10);
+    r->req.cdb_len = 10;
+    r->req.dir = SCSI_DIR_FROM_DEV;
+    r->req.iov = iov;
+    r->req.iovcnt = 1;
+    r->req.data_len = len;
+    r->req.complete = hd_harness_done;
+    r->req.opaque = r;
+    scsi_bus_submit(t.bus, 0, &r->req);
+}
+
 static void test_session_drop(void **state)
 {
     uint8_t in[BS], want[BS];
@@ -233,18 +250,10 @@ static void test_session_drop(void **state)
 
     /* A READ the frozen target cannot answer, then the target dies. */
     assert_int_equal(helper("freeze"), 0);
-    HdCmdResult rd_res = { 0 };
-    struct iovec iov = { .iov_base = in, .iov_len = sizeof(in) };
+    HdCmdResult rd_res;
+    struct iovec iov;
     const uint8_t rd[10] = { SCSI_OP_READ_10, 0, 0, 0, 0, 8, 0, 0, 1, 0 };
-    memcpy(rd_res.req.cdb, rd, sizeof(rd));
-    rd_res.req.cdb_len = 10;
-    rd_res.req.dir = SCSI_DIR_FROM_DEV;
-    rd_res.req.iov = &iov;
-    rd_res.req.iovcnt = 1;
-    rd_res.req.data_len = sizeof(in);
-    rd_res.req.complete = hd_harness_done;
-    rd_res.req.opaque = &rd_res;
-    scsi_bus_submit(t.bus, 0, &rd_res.req);
+    submit_read(rd, in, sizeof(in), &iov, &rd_res);
     for (int i = 0; i < 20; i++) {
         loop_run_once(t.loop, 10);
     }
@@ -289,17 +298,9 @@ static void test_frozen_target_times_out(void **state)
     assert_int_equal(r.req.status, SAM_STAT_GOOD);
 
     assert_int_equal(helper("freeze"), 0);
-    HdCmdResult rd_res = { 0 };
-    struct iovec iov = { .iov_base = in, .iov_len = sizeof(in) };
-    memcpy(rd_res.req.cdb, rd, sizeof(rd));
-    rd_res.req.cdb_len = 10;
-    rd_res.req.dir = SCSI_DIR_FROM_DEV;
-    rd_res.req.iov = &iov;
-    rd_res.req.iovcnt = 1;
-    rd_res.req.data_len = sizeof(in);
-    rd_res.req.complete = hd_harness_done;
-    rd_res.req.opaque = &rd_res;
-    scsi_bus_submit(t.bus, 0, &rd_res.req);
+    HdCmdResult rd_res;
+    struct iovec iov;
+    submit_read(rd, in, sizeof(in), &iov, &rd_res);
     /* timeout=1: well within 10 s, with the target still frozen. */
     for (int i = 0; i < 1000 && !rd_res.done; i++) {
         loop_run_once(t.loop, 10);
