@@ -503,8 +503,18 @@ void nvme_ctrl_free(NvmeCtrl *ctrl)
     if (!ctrl) {
         return;
     }
-    for (uint32_t i = 0; i < ctrl->nr_ns; i++) {
-        blk_drain(ctrl->ns[i].blk);
+    /* Nothing is fetched any more; what is at the backends completes. A
+     * completion on one namespace may have started a command on another
+     * (one already drained), so drain until a whole pass finds none. */
+    ctrl->quiesced = true;
+    for (bool busy = true; busy;) {
+        busy = false;
+        for (uint32_t i = 0; i < ctrl->nr_ns; i++) {
+            if (blk_in_flight(ctrl->ns[i].blk)) {
+                busy = true;
+                blk_drain(ctrl->ns[i].blk);
+            }
+        }
     }
     if (ctrl->bh_timer) {
         loop_del_timer(ctrl->loop, ctrl->bh_timer);
