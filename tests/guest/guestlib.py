@@ -34,6 +34,10 @@ import guestmem
 PROMPT = b"stormig-guest# "
 SKIP = 77  # meson's exit code for a skipped test
 
+# The QEMU every guest of this run uses: a qemu-system-x86_64 binary or a
+# wrapper that runs one (setup_test's --qemu, or STORMIG_QEMU).
+QEMU = os.environ.get("STORMIG_QEMU") or "qemu-system-x86_64"
+
 # Command markers must never repeat in a console stream, also not across a
 # migration (the destination continues the source's shell).
 _tags = itertools.count(1)
@@ -285,7 +289,7 @@ class Guest:
     def argv(self):
         mem = self.memory
         argv = [
-            shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
+            shutil.which(QEMU) or QEMU,
             "-name", self.name,
             "-machine", self.machine + ",accel=tcg",
             "-smp", str(self.smp), "-m", mem,
@@ -522,6 +526,21 @@ def check_and_restore_memory(src, dst, written):
 
 # --- test scaffolding --------------------------------------------------------
 
+_qemu_version = {}
+
+
+def qemu_version():
+    """(major, minor) of the QEMU this run uses, from its --version."""
+    if QEMU not in _qemu_version:
+        out = subprocess.run([shutil.which(QEMU) or QEMU, "--version"],
+                             stdout=subprocess.PIPE, check=True).stdout
+        m = re.search(rb"version (\d+)\.(\d+)", out)
+        if not m:
+            raise GuestError(f"cannot read the version of {QEMU}: {out!r}")
+        _qemu_version[QEMU] = (int(m.group(1)), int(m.group(2)))
+    return _qemu_version[QEMU]
+
+
 def build_image(script, outdir):
     """Run scripts/build-guest.sh; returns {kernel, initrd, build_seconds}."""
     started = time.monotonic()
@@ -545,10 +564,16 @@ def setup_test(description):
     parser.add_argument("--build-script", required=True)
     parser.add_argument("--image-dir", required=True)
     parser.add_argument("--work-dir", required=True)
+    parser.add_argument("--qemu", default=None,
+                        help="qemu-system-x86_64 (or a wrapper) to run")
     args = parser.parse_args()
-    if not shutil.which("qemu-system-x86_64"):
-        print("SKIP: qemu-system-x86_64 is not installed")
+    global QEMU
+    if args.qemu:
+        QEMU = args.qemu
+    if not shutil.which(QEMU):
+        print(f"SKIP: {QEMU} is not installed")
         sys.exit(SKIP)
+    print(f"QEMU {'.'.join(map(str, qemu_version()))} ({QEMU})")
     image = build_image(args.build_script, args.image_dir)
     print(f"guest image ready in {image['build_seconds']:.1f}s")
     os.makedirs(args.work_dir, exist_ok=True)
