@@ -11,6 +11,7 @@ qemu-system-x86 qemu-utils tgt
 busybox-static cpio kmod fio sg3-utils nvme-cli
 gnuplot-nox
 qemu-block-extra
+mmdebstrap
 "
 
 missing=""
