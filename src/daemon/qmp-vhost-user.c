@@ -3,15 +3,19 @@
 #include "device/device.h"
 #include "monitor/monitor.h"
 #include "vhost-user/vhost-user-scsi.h"
+#include "virtio/guest-mem.h"
 
 #include <stdlib.h>
 
 /*
  * x-vhost-user-written-pages {"id": DEV}: the guest pages the device
  * itself wrote (data-in buffers, responses, used rings) while the dirty
- * log was last on, as [[gpa, pages], ...]. A migration test compares it
- * with the pages that differ between source and destination: a differing
- * page in this list is a write of ours the dirty log missed.
+ * log was last on, as "pages": [[gpa, pages], ...]. A migration test
+ * compares it with the pages that differ between source and destination:
+ * a differing page in this list is a write of ours the dirty log missed.
+ * "log-missed-pages" counts the pages this process wrote while logging
+ * that lay past the end of the log QEMU gave (so no bit could be set);
+ * it is process-wide, since start, and any non-zero value is a defect.
  */
 static bool qmp_vhost_user_written_pages(json_object *args, json_object **ret,
                                          void *opaque, Error **errp)
@@ -30,16 +34,21 @@ static bool qmp_vhost_user_written_pages(json_object *args, json_object **ret,
     }
     size_t n;
     GuestPageRange *ranges = vhost_user_dev_written_pages(vu, &n);
-    *ret = json_object_new_array();
+    json_object *pages = json_object_new_array();
     for (size_t i = 0; i < n; i++) {
         json_object *pair = json_object_new_array();
         json_object_array_add(pair,
                               json_object_new_int64((int64_t)ranges[i].gpa));
         json_object_array_add(pair,
                               json_object_new_int64((int64_t)ranges[i].pages));
-        json_object_array_add(*ret, pair);
+        json_object_array_add(pages, pair);
     }
     free(ranges);
+    *ret = json_object_new_object();
+    json_object_object_add(*ret, "pages", pages);
+    json_object_object_add(
+        *ret, "log-missed-pages",
+        json_object_new_int64((int64_t)guest_mem_log_missed()));
     return true;
 }
 

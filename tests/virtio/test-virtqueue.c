@@ -290,6 +290,40 @@ static void test_dirty_log_written_beyond_len(void **state)
     assert_true(page_dirty(f, BUF_GPA + 0x22000));
 }
 
+/* A write past the end of the log QEMU gave cannot be marked: it is
+ * counted (x-vhost-user-written-pages "log-missed-pages"), page by page,
+ * and the pages the log covers are still marked. */
+static void test_dirty_log_missed(void **state)
+{
+    Fixture *f = *state;
+    f->gm.log = f->log;
+    /* Covers guest pages below the second region only. */
+    f->gm.log_size = (MEM_GPA + MEM_SIZE / 2) / 4096 / 8;
+    uint64_t last_logged = MEM_GPA + MEM_SIZE / 2 - 0x1000;
+    DriverBuf b[] = {
+        { BUF_GPA, 64, false },
+        { last_logged, 0x3000, true },  /* 1 page logged, 2 past the log */
+    };
+    uint64_t before = guest_mem_log_missed();
+    drv_publish(&f->drv, drv_add_direct(&f->drv, b, 2));
+    VirtqElement *e = virtqueue_pop(&f->vq, sizeof(*e));
+    assert_non_null(e);
+    virtqueue_push(&f->vq, e, 0x3000);
+    free(e);
+    assert_true(page_dirty(f, last_logged));
+    assert_int_equal(guest_mem_log_missed() - before, 2);
+
+    /* Inside the log: nothing more is counted. */
+    b[1] = (DriverBuf){ BUF_GPA + 0x1000, 0x2000, true };
+    drv_publish(&f->drv, drv_add_direct(&f->drv, b, 2));
+    e = virtqueue_pop(&f->vq, sizeof(*e));
+    assert_non_null(e);
+    virtqueue_push(&f->vq, e, 0x2000);
+    free(e);
+    assert_true(page_dirty(f, BUF_GPA + 0x2000));
+    assert_int_equal(guest_mem_log_missed() - before, 2);
+}
+
 static void test_stop_waits_for_inflight(void **state)
 {
     Fixture *f = *state;
@@ -515,6 +549,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dirty_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dirty_log_written_beyond_len,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dirty_log_missed, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_stop_waits_for_inflight, setup,
                                         teardown),
         cmocka_unit_test(test_malformed),
