@@ -63,6 +63,7 @@ def parse_args():
     p.add_argument("--lun", default="on,off")
     p.add_argument("--timeout", type=float, default=120)
     p.add_argument("--kernel-messages", action="store_true")
+    guestlib.add_qemu_args(p)
     return p.parse_args()
 
 
@@ -169,9 +170,7 @@ def boot_once(cfg, n, args):
 
 def main():
     args = parse_args()
-    if not shutil.which("qemu-system-x86_64"):
-        print("SKIP: qemu-system-x86_64 is not installed")
-        sys.exit(guestlib.SKIP)
+    guestlib.select_qemu(args)
     if not args.stormigd:
         sys.exit("boot_loop.py: no --stormigd and no STORMIGD")
     os.environ["STORMIGD"] = args.stormigd

@@ -208,9 +208,15 @@ class Qmp:
 class Console:
     """The guest's serial line: raw bytes in, a log of everything out."""
 
+    # expect() patterns match at most this many bytes (markers and the
+    # prompt): each new chunk is searched from this far back only, so a
+    # command printing megabytes costs linear, not quadratic, time.
+    MAX_MATCH = 256
+
     def __init__(self, sock, log_path, alive):
         self.sock = sock
         self.buf = b""
+        self.before = b""   # what expect() consumed before its match
         self.log = open(log_path, "ab")
         self.alive = alive
 
@@ -229,14 +235,22 @@ class Console:
         self.buf += data
 
     def expect(self, pattern, timeout, what):
-        """Wait for regex pattern (bytes); consume through its match."""
+        """Wait for regex pattern (bytes, matching at most MAX_MATCH
+        bytes); consume through its match, keeping what came before it in
+        self.before."""
         regex = re.compile(pattern, re.S)
         deadline = time.monotonic() + timeout
+        # Bytes of buf already searched without a match: a match can
+        # start no earlier than MAX_MATCH - 1 bytes before their end.
+        searched = 0
         while True:
-            match = regex.search(self.buf)
+            start = max(0, searched - (self.MAX_MATCH - 1))
+            match = regex.search(self.buf, start)
             if match:
+                self.before = self.buf[:match.start()]
                 self.buf = self.buf[match.end():]
                 return match
+            searched = len(self.buf)
             left = deadline - time.monotonic()
             if left <= 0:
                 tail = self.buf[-600:].decode(errors="replace")
@@ -383,10 +397,10 @@ class Guest:
         self.console.expect(b"\x1eB" + tag.encode() + b"\x1e\r?\n", timeout,
                             what)
         match = self.console.expect(
-            b"(.*?)\x1eE" + tag.encode() + b":([0-9]+)\x1e", timeout, what)
-        output = match.group(1).replace(b"\r\n", b"\n").decode(
+            b"\x1eE" + tag.encode() + b":([0-9]{1,3})\x1e", timeout, what)
+        output = self.console.before.replace(b"\r\n", b"\n").decode(
             errors="replace")
-        return output, int(match.group(2))
+        return output, int(match.group(1))
 
     def _send_line(self, line):
         self.console.write(line.encode() + b"\n")
@@ -507,16 +521,19 @@ def migrate(src, dst, timeout=120, max_bandwidth=1 << 30,
 
 def check_and_restore_memory(src, dst, written):
     """Both QEMUs stopped: compare their guest memory (guestmem.py).
-    Returns (pages compared, pages QEMU lost and the harness restored)."""
+    Returns (pages compared, pages QEMU lost and the harness restored).
+    Only QEMU 7.2's losses are restored (qemu_loses_pages()); on any
+    other QEMU a differing page fails the migration."""
     status = dst.status()
     if status == "running":
         raise GuestError("the destination runs before its memory was "
                          "compared; start it with -S")
     try:
-        pages, lost = guestmem.restore_lost_pages(src.proc.pid,
-                                                  dst.proc.pid, written)
-    except guestmem.MissedDirtyLog as e:
-        raise GuestError(str(e))
+        pages, lost = guestmem.restore_lost_pages(
+            src.proc.pid, dst.proc.pid, written,
+            restore=qemu_loses_pages())
+    except (guestmem.MissedDirtyLog, guestmem.PagesDiffer) as e:
+        raise GuestError(f"QEMU {'.'.join(map(str, qemu_version()))}: {e}")
     except (OSError, RuntimeError) as e:
         raise GuestError(f"cannot compare guest memory: {e}")
     if lost:
@@ -541,6 +558,15 @@ def qemu_version():
     return _qemu_version[QEMU]
 
 
+def qemu_loses_pages():
+    """Whether this run's QEMU is 7.x, whose TCG loses pages the guest's
+    vCPUs write during migration (README.md, "Known QEMU 7.2 defect"):
+    only then are differing pages restored instead of failing the test.
+    QEMU 11.1 lost none in our measurements; versions in between were
+    never tried here, so they get the strict check too."""
+    return qemu_version() < (8, 0)
+
+
 def build_image(script, outdir):
     """Run scripts/build-guest.sh; returns {kernel, initrd, build_seconds}."""
     started = time.monotonic()
@@ -554,6 +580,37 @@ def build_image(script, outdir):
             "build_seconds": time.monotonic() - started}
 
 
+def add_qemu_args(parser):
+    """The options that choose the QEMU (see select_qemu)."""
+    parser.add_argument("--qemu", default=None,
+                        help="qemu-system-x86_64 (or a wrapper) to run")
+    parser.add_argument("--vmm-root-script", default=None,
+                        help="script building the root --qemu runs from "
+                             "(scripts/build-vmm-root.sh), run first")
+
+
+def select_qemu(args):
+    """Make args.qemu the QEMU of this run (building its root first if
+    --vmm-root-script is given) and print its version.  Exits with the
+    skip status when there is no such QEMU."""
+    global QEMU
+    if args.qemu:
+        QEMU = args.qemu
+    if args.vmm_root_script:
+        started = time.monotonic()
+        result = subprocess.run(["sh", args.vmm_root_script],
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        if result.returncode != 0:
+            raise SystemExit("VMM root build failed:\n" +
+                             result.stdout.decode(errors="replace"))
+        print(f"VMM root ready in {time.monotonic() - started:.1f}s")
+    if not shutil.which(QEMU):
+        print(f"SKIP: {QEMU} is not installed")
+        sys.exit(SKIP)
+    print(f"QEMU {'.'.join(map(str, qemu_version()))} ({QEMU})", flush=True)
+
+
 def setup_test(description):
     """Parse the arguments meson passes, build the image, make a workdir.
 
@@ -564,16 +621,9 @@ def setup_test(description):
     parser.add_argument("--build-script", required=True)
     parser.add_argument("--image-dir", required=True)
     parser.add_argument("--work-dir", required=True)
-    parser.add_argument("--qemu", default=None,
-                        help="qemu-system-x86_64 (or a wrapper) to run")
+    add_qemu_args(parser)
     args = parser.parse_args()
-    global QEMU
-    if args.qemu:
-        QEMU = args.qemu
-    if not shutil.which(QEMU):
-        print(f"SKIP: {QEMU} is not installed")
-        sys.exit(SKIP)
-    print(f"QEMU {'.'.join(map(str, qemu_version()))} ({QEMU})")
+    select_qemu(args)
     image = build_image(args.build_script, args.image_dir)
     print(f"guest image ready in {image['build_seconds']:.1f}s")
     os.makedirs(args.work_dir, exist_ok=True)

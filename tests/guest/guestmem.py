@@ -8,9 +8,10 @@ delivered.
 
 A page that differs and that a device back end wrote while dirty logging
 was on (its written-pages record) is a missed dirty-log write of that back
-end: the check fails.  Any other differing page was written by the guest's
-own vCPUs and lost by QEMU 7.2's TCG; it is copied from the source so the
-guest does not crash later for QEMU's reasons, and counted.
+end: the check fails.  On QEMU 7.2 any other differing page was written
+by the guest's own vCPUs and lost by its TCG; it is copied from the source
+so the guest does not crash later for QEMU's reasons, and counted.  With
+any other QEMU (restore=False) every differing page fails the check.
 
 Python 3 standard library only.
 """
@@ -29,6 +30,10 @@ Q35_LOWMEM = 0x80000000
 
 class MissedDirtyLog(Exception):
     """A page a back end wrote differs on the destination."""
+
+
+class PagesDiffer(Exception):
+    """Pages differ on the destination and nothing may be restored."""
 
 
 def guest_memfd(pid):
@@ -70,9 +75,13 @@ def differing_pages(a, b, size):
     return out
 
 
-def restore_lost_pages(src_pid, dst_pid, written=()):
+def restore_lost_pages(src_pid, dst_pid, written=(), restore=True):
     """Compare the guest memory of the stopped source and the paused
     destination; returns (pages compared, pages restored).
+
+    restore=False (a QEMU that loses no pages): any differing page raises
+    PagesDiffer (MissedDirtyLog when back ends wrote all of them) and
+    nothing is restored.  Otherwise, as QEMU 7.2 needs:
 
     written: the pages back ends wrote while logging ([gpa, pages]
     ranges).  Raises MissedDirtyLog, restoring nothing, when pages of
@@ -97,6 +106,13 @@ def restore_lost_pages(src_pid, dst_pid, written=()):
             ours = [offset_to_gpa(off, size) for off in diff
                     if in_ranges(offset_to_gpa(off, size), written)]
             shown = ", ".join(f"{gpa:#x}" for gpa in ours[:SHOW_PAGES])
+            if diff and not restore and len(ours) < len(diff):
+                gpas = [offset_to_gpa(off, size) for off in diff]
+                raise PagesDiffer(
+                    f"{len(diff)} guest page(s) differ between source and "
+                    f"destination after the migration, {len(ours)} of them "
+                    "written by stormigd while logging; at " +
+                    ", ".join(f"{gpa:#x}" for gpa in gpas[:SHOW_PAGES]))
             if ours and len(ours) < len(diff):
                 print(f"QEMU 7.2 TCG lost {len(diff) - len(ours)} guest "
                       f"pages no back end wrote on this hop; {len(ours)} "

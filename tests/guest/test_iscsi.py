@@ -51,7 +51,7 @@ def check_from_host(tgtd, url):
 
 
 def qemu_has_iscsi():
-    result = subprocess.run(["qemu-system-x86_64", "-drive", "format=help"],
+    result = subprocess.run([guestlib.QEMU, "-drive", "format=help"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     return b"iscsi" in result.stdout
 
