@@ -26,6 +26,7 @@ die() { echo "build-vmm-root: error: $*" >&2; exit 1; }
 # not -security or -updates), from deb822 .sources files or the legacy
 # sources.list.
 host_mirror() {
+    # shellcheck disable=SC1091
     codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
     [ -n "$codename" ] || return 0
     for f in /etc/apt/sources.list.d/*.sources; do

@@ -24,6 +24,7 @@ if [ ! -x "$ROOT/usr/bin/qemu-system-x86_64" ]; then
 fi
 # Inside the namespace, as $0 of a fresh shell (the argument list is QEMU's).
 # Mount points are created inside the root only; the root is ours.
+# shellcheck disable=SC2016  # expanded by the inner shell
 exec unshare --mount --propagation private sh -c '
 set -eu
 root=$0

@@ -32,8 +32,8 @@ def main():
                 reason = str(e)
             else:
                 raise guestlib.GuestError("QEMU accepted the migration")
-            # QEMU 7.2 names the first missing piece (LOG_SHMFD, then
-            # VHOST_F_LOG_ALL).
+            # QEMU 7.2 and 11.1 name the first missing piece (LOG_SHMFD,
+            # then VHOST_F_LOG_ALL).
             if ("Migration disabled" not in reason or
                     not ("LOG_SHMFD" in reason or "LOG_ALL" in reason)):
                 raise guestlib.GuestError(f"unexpected refusal: {reason}")

@@ -1,7 +1,7 @@
 """A guest whose SCSI controller is stormigd's vhost-user-scsi.
 
-QEMU 7.2 runs `-device vhost-user-scsi-pci,num_queues=2` on a shared
-memfd; stormigd serves a scsi-hd on an image file (LUN 0) and a
+QEMU (7.2 or 11.1) runs `-device vhost-user-scsi-pci,num_queues=2` on a
+shared memfd; stormigd serves a scsi-hd on an image file (LUN 0) and a
 scsi-block on a tgtd LUN (LUN 1).  Two vCPUs, so the guest uses both
 request queues.  The guest must see both disks with the identity and size
 configured (sg_inq, sg_readcap), and fio verify must pass on each.
