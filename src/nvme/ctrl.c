@@ -221,7 +221,7 @@ void nvme_check_deferred_sq(NvmeCtrl *ctrl, uint16_t sqid)
 /* Reset and shutdown wait for every command of the controller. */
 void nvme_check_deferred_ctrl(NvmeCtrl *ctrl)
 {
-    if (ctrl->in_flight) {
+    if (ctrl->in_flight || ctrl->dma_in_flight) {
         return;
     }
     if (ctrl->resetting) {
@@ -475,8 +475,8 @@ NvmeCtrl *nvme_ctrl_new(KeyVal *props, EventLoop *loop,
     ctrl->loop = loop;
     ctrl->ops = ops;
     ctrl->opaque = opaque;
-    if (!ops || (!ops->translate && (!ops->dma_read || !ops->dma_write)) ||
-        !ops->raise_msix) {
+    if (!ops || (!ops->translate && !ops->dma_start) ||
+        (ops->dma_start && !ops->dma_cancel) || !ops->raise_msix) {
         error_setg(errp, "nvme: transport lacks memory access or MSI-X");
         free(ctrl);
         return NULL;
@@ -516,6 +516,9 @@ void nvme_ctrl_free(NvmeCtrl *ctrl)
             }
         }
     }
+    /* Copies still waiting on the transport are forgotten: their
+     * callbacks must not run into the freed controller. */
+    nvme_dma_cancel_all(ctrl);
     if (ctrl->bh_timer) {
         loop_del_timer(ctrl->loop, ctrl->bh_timer);
     }
@@ -527,6 +530,7 @@ void nvme_ctrl_free(NvmeCtrl *ctrl)
         nvme_req_release_data(&ctrl->reqs[i]);
         free(ctrl->reqs[i].segs);
         free(ctrl->reqs[i].iov);
+        free(ctrl->reqs[i].ops);
     }
     free(ctrl);
 }
