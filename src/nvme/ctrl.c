@@ -184,6 +184,7 @@ static void nvme_shutdown_flush_done(void *opaque, int ret)
         ctrl->csts = (ctrl->csts & ~NVME_CSTS_SHST_MASK) |
                      (NVME_SHST_COMPLETE << NVME_CSTS_SHST_SHIFT);
     }
+    nvme_quiesce_check(ctrl);
 }
 
 /* 7.6.2: shutdown completes once every namespace's data is durable. */
@@ -224,6 +225,7 @@ void nvme_check_deferred_ctrl(NvmeCtrl *ctrl)
     if (ctrl->in_flight || ctrl->dma_in_flight) {
         return;
     }
+    nvme_quiesce_check(ctrl);
     if (ctrl->resetting) {
         nvme_reset_now(ctrl);
     } else if (ctrl->shutting_down && !ctrl->shutdown_flushes) {
@@ -524,6 +526,9 @@ void nvme_ctrl_free(NvmeCtrl *ctrl)
     }
     if (ctrl->ka_timer) {
         loop_del_timer(ctrl->loop, ctrl->ka_timer);
+    }
+    if (ctrl->quiesce_timer) {
+        loop_del_timer(ctrl->loop, ctrl->quiesce_timer);
     }
     nvme_queues_free_all(ctrl);
     for (unsigned i = 0; i < NVME_MAX_INFLIGHT; i++) {

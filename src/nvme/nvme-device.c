@@ -199,6 +199,32 @@ static bool dev_quiesce(void *opaque, Error **errp)
     return nvme_dev_sync(opaque, errp);
 }
 
+/* The quiesced controller's state is final: the state change the VMM
+ * asked for goes on. */
+static void dev_quiesced(void *opaque)
+{
+    NvmeDevice *d = nd(opaque);
+    d->ctrl_running = false;
+    if (d->server) {
+        vfu_server_quiesce_done(d->server);
+    }
+}
+
+/* Commands may wait for the VMM's replies to our DMA_READ / DMA_WRITE:
+ * the reply to the state change waits for them instead of the loop. */
+static bool dev_quiesce_begin(void *opaque, bool *later, Error **errp)
+{
+    NvmeDevice *d = nd(opaque);
+    d->vfu_running = false;
+    *later = false;
+    if (!d->ctrl_running ||
+        nvme_ctrl_quiesce_begin(d->ctrl, dev_quiesced, d, later)) {
+        d->ctrl_running = false;
+        return true;
+    }
+    return false;
+}
+
 static bool dev_resume(void *opaque, Error **errp)
 {
     nd(opaque)->vfu_running = true;
@@ -225,6 +251,7 @@ static bool dev_load(void *opaque, const uint8_t *data, size_t len,
 static const VfuDeviceOps nvme_vfu_ops = {
     .region_access = dev_region_access,
     .quiesce = dev_quiesce,
+    .quiesce_begin = dev_quiesce_begin,
     .resume = dev_resume,
     .save = dev_save,
     .load = dev_load,

@@ -302,6 +302,9 @@ struct NvmeCtrl {
     NvmeSqFetch fetch[NVME_MAX_QUEUES];
     uint16_t cqe_writes[NVME_MAX_QUEUES];   /* CQE writes per cqid */
     bool cq_irq_waits[NVME_MAX_QUEUES];     /* interrupt after them */
+    NvmeQuiescedCb *quiesce_cb;     /* nvme_ctrl_quiesce_begin waits */
+    void *quiesce_opaque;
+    uint64_t quiesce_timer;
 };
 
 /* ctrl.c */
@@ -312,6 +315,8 @@ uint32_t nvme_page_size(const NvmeCtrl *ctrl);
 void nvme_check_deferred(NvmeCtrl *ctrl);
 void nvme_check_deferred_sq(NvmeCtrl *ctrl, uint16_t sqid);
 void nvme_check_deferred_ctrl(NvmeCtrl *ctrl);
+/* migrate.c: a pending nvme_ctrl_quiesce_begin may be done. */
+void nvme_quiesce_check(NvmeCtrl *ctrl);
 void nvme_keepalive_arm(NvmeCtrl *ctrl);
 uint64_t nvme_expected_cap(const NvmeCtrl *ctrl);
 

@@ -121,6 +121,16 @@ bool nvme_ctrl_poll(NvmeCtrl *ctrl);
  * posts pending completions as the guest frees CQ slots.
  */
 bool nvme_ctrl_quiesce(NvmeCtrl *ctrl, Error **errp);
+/*
+ * The same without waiting for the transport's asynchronous copies of
+ * guest memory (dma_start), which complete, or fail at their deadline,
+ * only as the loop runs: true when quiesced at once; false with *later
+ * set when done(opaque) runs from the loop once the last command has
+ * completed (unless nvme_ctrl_resume or nvme_ctrl_free comes first).
+ */
+typedef void NvmeQuiescedCb(void *opaque);
+bool nvme_ctrl_quiesce_begin(NvmeCtrl *ctrl, NvmeQuiescedCb *done,
+                             void *opaque, bool *later);
 bool nvme_ctrl_resume(NvmeCtrl *ctrl, Error **errp);
 bool nvme_ctrl_is_quiesced(const NvmeCtrl *ctrl);
 

@@ -11,6 +11,8 @@
 typedef int VfuStatus;
 #define VFU_OK      0
 #define VFU_CLOSE   (-1)
+/* The handler answers later (vfu_send_deferred_reply). */
+#define VFU_DEFERRED (-2)
 
 /* One received command. Handlers take fds they keep by setting the slot
  * to -1; the rest are closed after dispatch. */
@@ -86,6 +88,14 @@ struct VfuServer {
     uint16_t next_req_id;
     uint64_t dma_pump_timer;
 
+    /* A MIG_DEVICE_STATE SET waiting for the device's quiesce_begin to
+     * finish (vfu-migration.c); its reply is owed while connected. */
+    bool mig_waiting;
+    bool mig_reply_owed;
+    uint32_t mig_target;
+    uint32_t mig_feature_flags;
+    VfuHeader mig_req;
+
     VfuMigState mig_state;
     ByteBuf mig_data;           /* saved state (source) or written (dest) */
     size_t mig_read_off;
@@ -100,6 +110,9 @@ void vfu_send_request(VfuServer *s, uint16_t msg_id, uint16_t cmd,
                       const void *payload, size_t len, const void *more,
                       size_t more_len);
 void vfu_conn_kick(VfuServer *s);
+/* The reply to req, whose handler returned VFU_DEFERRED. */
+void vfu_send_deferred_reply(VfuServer *s, const VfuHeader *req,
+                             VfuStatus st, ByteBuf *payload);
 
 /* DMA_READ / DMA_WRITE (vfu-dma-remote.c): a reply from the client,
  * matched to its request by message id; failing every transfer when the

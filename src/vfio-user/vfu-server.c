@@ -4,9 +4,11 @@
  * One message is read at a time, header first, then exactly its body, so
  * file descriptors (which the kernel delivers with the first byte of the
  * sendmsg that carried them) always belong to the message being read.
- * While replies wait to be written the connection is not read: a client
- * that does not read its replies cannot make the server buffer without
- * bound.
+ * While messages wait to be written, a client command that arrives is
+ * kept (one) and reading stops until they are out: a client that does not
+ * read its replies cannot make the server buffer without bound. Replies
+ * from the client are always taken: a client blocked writing the answer
+ * to one of our DMA requests would otherwise never read the next ones.
  *
  * The server's own requests (DMA_READ / DMA_WRITE for memory mapped
  * without an fd, vfu-dma-remote.c) are queued like replies and never
@@ -62,6 +64,7 @@ struct VfuConn {
     const uint8_t *feed;        /* bytes given to vfu_server_feed */
     size_t feed_len;
     bool dispatching;
+    struct VfuInMsg *held;      /* command waiting for the output to drain */
 };
 
 static const char *const cmd_names[VFU_CMD_MAX + 1] = {
@@ -143,8 +146,12 @@ static void conn_free(VfuServer *s)
         free(o->data);
         free(o);
     }
+    if (c->held) {
+        in_msg_free(c->held);
+    }
     free(c->body);
     free(c);
+    s->mig_reply_owed = false;
     /* Our requests will get no reply: their transfers fail now (a device
      * callback that starts another finds no client). */
     vfu_dma_remote_fail_all(s);
@@ -364,6 +371,8 @@ static void dispatch(VfuServer *s, VfuInMsg *in)
         }
         if (st == VFU_CLOSE) {
             conn_close(s, "protocol violation");
+        } else if (st == VFU_DEFERRED) {
+            /* answered by vfu_send_deferred_reply */
         } else if (!(m.hdr.flags & VFU_FLAG_NO_REPLY)) {
             send_reply(s, &m, st);
             if (m.close_after) {
@@ -531,7 +540,8 @@ static void conn_update_mask(VfuServer *s)
     VfuConn *c = s->conn;
     if (c && c->fd >= 0) {
         loop_set_fd_mask(s->loop, c->fd,
-                         c->out_head ? LOOP_WRITE : LOOP_READ, NULL);
+                         (c->out_head ? LOOP_WRITE : 0) |
+                         (c->held ? 0 : LOOP_READ), NULL);
     }
 }
 
@@ -546,18 +556,25 @@ static void conn_process(VfuServer *s)
     unsigned budget = c->fd < 0 ? UINT32_MAX : 64;
     bool stop = false;
     while (!c->closing && budget--) {
-        VfuInMsg *in = NULL;
-        if (read_message(s, c, &stop)) {
+        VfuInMsg *in = c->held;
+        c->held = NULL;
+        if (!in && read_message(s, c, &stop)) {
             in = take_message(s, c);
         }
-        if (in) {
-            dispatch(s, in);
+        if (!in) {
+            if (stop) {
+                break;
+            }
+            continue;
         }
+        if (c->out_head && (in->hdr.flags & VFU_FLAG_TYPE_MASK) !=
+                           VFU_FLAG_TYPE_REPLY) {
+            c->held = in;
+            break;
+        }
+        dispatch(s, in);
         if (c->fd >= 0 && c->out_head && !conn_flush(c)) {
             conn_close(s, "cannot write a reply");
-        }
-        if (c->out_head || stop) {
-            break;
         }
     }
     if (c->closing) {
@@ -584,10 +601,12 @@ static void conn_readable(EventLoop *loop, int fd, int mask, void *opaque)
             vfu_server_disconnect(s);
             return;
         }
-        if (c->out_head) {
-            if (mask & LOOP_HUP) {
-                vfu_server_disconnect(s);
-            }
+        if (c->out_head && (mask & LOOP_HUP)) {
+            vfu_server_disconnect(s);
+            return;
+        }
+        if (c->out_head && c->held) {
+            conn_update_mask(s);
             return;
         }
     }
@@ -610,6 +629,19 @@ void vfu_send_request(VfuServer *s, uint16_t msg_id, uint16_t cmd,
                     .flags = VFU_FLAG_TYPE_COMMAND,
                     .size = (uint32_t)(sizeof(h) + len + more_len) };
     conn_queue2(s, &h, payload, len, more, more_len, -1);
+}
+
+void vfu_send_deferred_reply(VfuServer *s, const VfuHeader *req,
+                             VfuStatus st, ByteBuf *payload)
+{
+    if (!s->conn || s->conn->closing) {
+        return;
+    }
+    VfuMsg m = { .hdr = *req, .reply = payload, .reply_fd = -1 };
+    if (!(req->flags & VFU_FLAG_NO_REPLY)) {
+        send_reply(s, &m, st);
+    }
+    vfu_conn_kick(s);
 }
 
 void vfu_conn_kick(VfuServer *s)

@@ -101,6 +101,13 @@ typedef struct VfuDeviceOps {
      * enter ERROR until reset.
      */
     bool (*quiesce)(void *opaque, Error **errp);
+    /* Optional, used instead of quiesce when set: true when quiesced at
+     * once; false with *later set when the device calls
+     * vfu_server_quiesce_done() once it is (meanwhile the server handles
+     * messages and holds the reply to the state change: a device may
+     * wait for its DMA_READ / DMA_WRITE replies); false otherwise (errp
+     * set). */
+    bool (*quiesce_begin)(void *opaque, bool *later, Error **errp);
     bool (*resume)(void *opaque, Error **errp);
     bool (*save)(void *opaque, ByteBuf *out, Error **errp);
     bool (*load)(void *opaque, const uint8_t *data, size_t len,
@@ -200,6 +207,9 @@ bool vfu_irq_masked(const VfuServer *s, unsigned index, unsigned subindex);
 /* --- Migration ------------------------------------------------------- */
 
 VfuMigState vfu_server_mig_state(const VfuServer *s);
+/* The device finished the quiesce its quiesce_begin left running: the
+ * state change goes on and is answered. */
+void vfu_server_quiesce_done(VfuServer *s);
 const char *vfu_mig_state_name(uint32_t state);
 
 #endif
