@@ -17,6 +17,12 @@ static void fill_done(void *opaque, bool ok)
     free(d->dma_buf);
     d->dma_buf = NULL;
     d->dma_busy = false;
+    if (d->quiesce_waits) {
+        /* The transfer was the last work before the stop. */
+        d->quiesce_waits = false;
+        d->quiesced = true;
+        vfu_server_quiesce_done(d->srv);
+    }
     if (!ok) {
         d->dma_errors++;
         return;
@@ -218,6 +224,16 @@ static bool quiesce(void *opaque, Error **errp)
     return true;
 }
 
+/* Stops once the running transfer is through. */
+static bool quiesce_begin(void *opaque, bool *later, Error **errp)
+{
+    TestDev *d = opaque;
+    *later = d->dma_busy;
+    d->quiesce_waits = d->dma_busy;
+    d->quiesced = !d->dma_busy;
+    return !d->dma_busy;
+}
+
 static bool resume(void *opaque, Error **errp)
 {
     ((TestDev *)opaque)->quiesced = false;
@@ -262,6 +278,7 @@ const VfuDeviceOps test_dev_ops = {
     .reset = reset,
     .dma_unmap = dma_unmap,
     .quiesce = quiesce,
+    .quiesce_begin = quiesce_begin,
     .resume = resume,
     .save = save,
     .load = load,

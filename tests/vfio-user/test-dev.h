@@ -5,7 +5,7 @@
  * at once, or later from a loop timer when the client is idle), that sums
  * the bytes of a guest range, an
  * mmappable BAR2 (second page only), a raw config space, and migration of
- * its registers.
+ * its registers (a stop waits for the running transfer).
  */
 #ifndef STORMIG_TESTS_VFIO_USER_TEST_DEV_H
 #define STORMIG_TESTS_VFIO_USER_TEST_DEV_H
@@ -48,6 +48,7 @@ typedef struct TestDev {
     unsigned dma_errors;
     uint8_t *dma_buf;           /* the running transfer's data */
     bool dma_busy;
+    bool quiesce_waits;         /* a stop waits for the transfer */
 } TestDev;
 
 /* Sets up dev and its descriptor (BAR2 backed by a fresh memfd). */

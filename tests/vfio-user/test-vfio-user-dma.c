@@ -375,6 +375,61 @@ static void test_unanswered(void **state)
     assert_true(harness_client_close(&H, 0, c));
 }
 
+/* RUNNING -> STOP while a DMA_WRITE waits for its reply: the state
+ * change's reply waits for the transfer (the device is not stopped
+ * before its work is done), the server answers other commands meanwhile,
+ * and a second state change is refused until then. */
+static void test_stop_waits_for_dma(void **state)
+{
+    VfuClient *c = client();
+    uint8_t *mem = calloc(1, MEM_SIZE);
+    assert_true(vfu_client_dma_map_mem(c, MEM_IOVA, MEM_SIZE, mem, RW, NULL));
+    set_range(c, MEM_IOVA, 0x100);
+    reg_write(c, TDEV_REG_LATER, 0x5c);
+    VfuHeader h;
+    uint8_t *payload;
+    VfuDmaAccess a = expect_dma_write(c, &h, &payload);
+
+    struct {
+        VfuHeader h;
+        VfuFeature f;
+        VfuMigStateData d;
+    } __attribute__((packed)) set = {
+        .h = { .msg_id = 0x4242, .cmd = VFU_CMD_DEVICE_FEATURE,
+               .size = sizeof(set) },
+        .f = { .argsz = sizeof(set.f) + sizeof(set.d),
+               .flags = VFU_FEATURE_SET | VFU_FEATURE_MIG_DEVICE_STATE },
+        .d = { .device_state = VFU_MIG_STOP },
+    };
+    assert_true(vfu_client_send_raw(c, &set, sizeof(set), NULL, 0, NULL));
+    assert_int_equal(reg_read(c, TDEV_REG_COUNTER), 0);
+    uint32_t st = 0;
+    assert_true(vfu_client_mig_get_state(c, &st, NULL));
+    assert_int_equal(st, VFU_MIG_RUNNING);
+    assert_false(vfu_client_mig_set_state(c, VFU_MIG_STOP_COPY, NULL));
+    assert_int_equal(vfu_client_last_errno(c), EBUSY);
+
+    memcpy(mem, payload + sizeof(a), a.count);
+    free(payload);
+    send_reply(c, &h, &a);
+    VfuHeader rh;
+    uint8_t *rp;
+    assert_true(vfu_client_recv(c, &rh, &rp, NULL, NULL));
+    assert_int_equal(rh.msg_id, 0x4242);
+    assert_int_equal(rh.flags & (VFU_FLAG_TYPE_MASK | VFU_FLAG_ERROR),
+                     VFU_FLAG_TYPE_REPLY);
+    VfuMigStateData d;
+    assert_int_equal(rh.size, sizeof(rh) + sizeof(VfuFeature) + sizeof(d));
+    memcpy(&d, rp + sizeof(VfuFeature), sizeof(d));
+    free(rp);
+    assert_int_equal(d.device_state, VFU_MIG_STOP);
+    assert_int_equal(reg_read(c, TDEV_REG_COUNTER), 1);
+    assert_int_equal(mem[0xff], 0x5c);
+    assert_true(vfu_client_mig_set_state(c, VFU_MIG_RUNNING, NULL));
+    free(mem);
+    assert_true(harness_client_close(&H, 0, c));
+}
+
 /* Spec leaves fd types to the server: this one maps only fds the client
  * cannot shrink under it (a shrunk file would SIGBUS the daemon). */
 static void test_unsealed_fd_refused(void **state)
@@ -413,6 +468,7 @@ int main(void)
         cmocka_unit_test(test_commands_answered_while_dma_waits),
         cmocka_unit_test(test_bad_replies),
         cmocka_unit_test(test_unanswered),
+        cmocka_unit_test(test_stop_waits_for_dma),
         cmocka_unit_test(test_unsealed_fd_refused),
     };
     return cmocka_run_group_tests_name("vfio-user-dma", tests, setup,
