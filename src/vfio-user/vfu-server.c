@@ -617,8 +617,10 @@ static void conn_readable(EventLoop *loop, int fd, int mask, void *opaque)
 
 bool vfu_server_can_request(const VfuServer *s)
 {
+    /* Also on the pseudo-connection of vfu_server_feed: the requests go
+     * nowhere, but the fed bytes may hold their replies (fuzzing). */
     const VfuConn *c = s->conn;
-    return c && c->fd >= 0 && !c->closing && s->negotiated;
+    return c && !c->closing && s->negotiated;
 }
 
 void vfu_send_request(VfuServer *s, uint16_t msg_id, uint16_t cmd,
