@@ -156,16 +156,12 @@ static uint16_t fresh_id(VfuServer *s)
     }
 }
 
-/* Sends one request for n bytes at x's cursor; false when the timer
- * cannot be armed (the transfer fails). */
-static bool send_piece(VfuServer *s, VfuDmaXfer *x, VfuDmaReq *r, size_t n)
+/* Sends one request for n bytes at x's cursor, in slot r. */
+static void send_piece(VfuServer *s, VfuDmaXfer *x, VfuDmaReq *r, size_t n)
 {
     uint64_t iova = x->iova + x->issued;
     uint64_t timer = loop_add_timer(s->loop, VFU_REQUEST_TIMEOUT_MS,
                                     request_expired, r);
-    if (!timer) {
-        return false;
-    }
     *r = (VfuDmaReq){
         .s = s, .busy = true, .msg_id = fresh_id(s),
         .cmd = x->is_write ? VFU_CMD_DMA_WRITE : VFU_CMD_DMA_READ,
@@ -179,7 +175,6 @@ static bool send_piece(VfuServer *s, VfuDmaXfer *x, VfuDmaReq *r, size_t n)
                      x->is_write ? x->buf + x->issued : NULL,
                      x->is_write ? n : 0);
     x->outstanding++;
-    return true;
 }
 
 /* Moves x forward as far as slots allow; false when it waits for one. */
@@ -218,10 +213,7 @@ static bool advance(VfuServer *s, VfuDmaXfer *x)
             return false;
         }
         n = n < remote_piece(s) ? n : remote_piece(s);
-        if (!send_piece(s, x, slot, n)) {
-            finish(x, false);
-            return true;
-        }
+        send_piece(s, x, slot, n);
         x->issued += n;
     }
     if (!x->outstanding) {

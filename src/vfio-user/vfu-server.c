@@ -539,8 +539,10 @@ static void conn_update_mask(VfuServer *s)
 {
     VfuConn *c = s->conn;
     if (c && c->fd >= 0) {
+        /* A held command with nothing left to write: the socket is
+         * writable, so the loop comes back at once to handle it. */
         loop_set_fd_mask(s->loop, c->fd,
-                         (c->out_head ? LOOP_WRITE : 0) |
+                         (c->out_head || c->held ? LOOP_WRITE : 0) |
                          (c->held ? 0 : LOOP_READ), NULL);
     }
 }
