@@ -4,11 +4,12 @@
  * One message is read at a time, header first, then exactly its body, so
  * file descriptors (which the kernel delivers with the first byte of the
  * sendmsg that carried them) always belong to the message being read.
- * While messages wait to be written, a client command that arrives is
- * kept (one) and reading stops until they are out: a client that does not
- * read its replies cannot make the server buffer without bound. Replies
- * from the client are always taken: a client blocked writing the answer
- * to one of our DMA requests would otherwise never read the next ones.
+ * While messages wait to be written, client commands that arrive are
+ * held, in order, and handled once the output is out; with VFU_MAX_HELD
+ * held, reading stops: a client that does not read its replies cannot
+ * make the server buffer without bound. Replies from the client are
+ * taken meanwhile: a client blocked writing its answer to one of our DMA
+ * requests would otherwise never read the next ones.
  *
  * The server's own requests (DMA_READ / DMA_WRITE for memory mapped
  * without an fd, vfu-dma-remote.c) are queued like replies and never
@@ -64,8 +65,15 @@ struct VfuConn {
     const uint8_t *feed;        /* bytes given to vfu_server_feed */
     size_t feed_len;
     bool dispatching;
-    struct VfuInMsg *held;      /* command waiting for the output to drain */
+    /* Commands waiting for the output to drain. */
+    struct VfuInMsg *held_head;
+    struct VfuInMsg **held_tail;
+    unsigned n_held;
 };
+
+/* Commands a client may have sent while our output waits (a VMM has a few
+ * outstanding at most). */
+#define VFU_MAX_HELD 16
 
 static const char *const cmd_names[VFU_CMD_MAX + 1] = {
     [VFU_CMD_VERSION] = "VERSION",
@@ -146,8 +154,10 @@ static void conn_free(VfuServer *s)
         free(o->data);
         free(o);
     }
-    if (c->held) {
-        in_msg_free(c->held);
+    while (c->held_head) {
+        VfuInMsg *in = c->held_head;
+        c->held_head = in->next;
+        in_msg_free(in);
     }
     free(c->body);
     free(c);
@@ -535,6 +545,20 @@ static VfuInMsg *take_message(VfuServer *s, VfuConn *c)
     return in;
 }
 
+static VfuInMsg *held_pop(VfuConn *c)
+{
+    VfuInMsg *in = c->held_head;
+    if (in) {
+        c->held_head = in->next;
+        if (!c->held_head) {
+            c->held_tail = &c->held_head;
+        }
+        c->n_held--;
+        in->next = NULL;
+    }
+    return in;
+}
+
 static void conn_update_mask(VfuServer *s)
 {
     VfuConn *c = s->conn;
@@ -542,8 +566,8 @@ static void conn_update_mask(VfuServer *s)
         /* A held command with nothing left to write: the socket is
          * writable, so the loop comes back at once to handle it. */
         loop_set_fd_mask(s->loop, c->fd,
-                         (c->out_head || c->held ? LOOP_WRITE : 0) |
-                         (c->held ? 0 : LOOP_READ), NULL);
+                         (c->out_head || c->held_head ? LOOP_WRITE : 0) |
+                         (c->n_held < VFU_MAX_HELD ? LOOP_READ : 0), NULL);
     }
 }
 
@@ -558,21 +582,23 @@ static void conn_process(VfuServer *s)
     unsigned budget = c->fd < 0 ? UINT32_MAX : 64;
     bool stop = false;
     while (!c->closing && budget--) {
-        VfuInMsg *in = c->held;
-        c->held = NULL;
-        if (!in && read_message(s, c, &stop)) {
+        VfuInMsg *in = c->out_head ? NULL : held_pop(c);
+        if (!in && !stop && c->n_held < VFU_MAX_HELD &&
+            read_message(s, c, &stop)) {
             in = take_message(s, c);
         }
         if (!in) {
-            if (stop) {
+            if (stop || c->n_held >= VFU_MAX_HELD) {
                 break;
             }
             continue;
         }
-        if (c->out_head && (in->hdr.flags & VFU_FLAG_TYPE_MASK) !=
-                           VFU_FLAG_TYPE_REPLY) {
-            c->held = in;
-            break;
+        if ((c->out_head || c->held_head) &&
+            (in->hdr.flags & VFU_FLAG_TYPE_MASK) != VFU_FLAG_TYPE_REPLY) {
+            *c->held_tail = in;             /* after the ones held before */
+            c->held_tail = &in->next;
+            c->n_held++;
+            continue;
         }
         dispatch(s, in);
         if (c->fd >= 0 && c->out_head && !conn_flush(c)) {
@@ -605,10 +631,6 @@ static void conn_readable(EventLoop *loop, int fd, int mask, void *opaque)
         }
         if (c->out_head && (mask & LOOP_HUP)) {
             vfu_server_disconnect(s);
-            return;
-        }
-        if (c->out_head && c->held) {
-            conn_update_mask(s);
             return;
         }
     }
@@ -670,6 +692,7 @@ static VfuConn *conn_new(VfuServer *s, int fd)
     }
     c->fd = fd;
     c->out_tail = &c->out_head;
+    c->held_tail = &c->held_head;
     s->conn = c;
     s->negotiated = false;
     return c;
