@@ -433,6 +433,109 @@ static void test_stop_waits_for_dma(void **state)
     assert_true(harness_client_close(&H, 0, c));
 }
 
+/* A client that takes at most 4 KiB per message, as its VERSION says. */
+static VfuClient *small_xfer_client(void)
+{
+    static const char caps[] = "{\"capabilities\":{\"max_msg_fds\":8,"
+                               "\"max_data_xfer_size\":4096}}";
+    uint8_t req[sizeof(VfuVersion) + sizeof(caps)];
+    VfuVersion v = { VFU_PROTO_MAJOR, VFU_PROTO_MINOR };
+    memcpy(req, &v, sizeof(v));
+    memcpy(req + sizeof(v), caps, sizeof(caps));
+    VfuClient *c = vfu_client_connect(H.path[0], NULL);
+    assert_non_null(c);
+    assert_true(vfu_client_request(c, VFU_CMD_VERSION, req, sizeof(req),
+                                   NULL, 0, NULL, NULL, NULL, NULL));
+    assert_true(vfu_client_reset(c, NULL));
+    return c;
+}
+
+/* Receives n DMA_WRITE requests of 4 KiB, then checks that no further
+ * one comes within 300 ms. */
+static void take_requests(VfuClient *c, VfuHeader *hs, uint8_t **ps,
+                          unsigned n)
+{
+    struct pollfd p = { .fd = vfu_client_fd(c), .events = POLLIN };
+    for (unsigned i = 0; i < n; i++) {
+        assert_int_equal(poll(&p, 1, 5000), 1);
+        VfuDmaAccess a = expect_dma_write(c, &hs[i], &ps[i]);
+        assert_int_equal(a.count, 4096);
+    }
+    assert_int_equal(poll(&p, 1, 300), 0);
+}
+
+/* A 1 MiB fill to a client taking 4 KiB pieces: 256 requests, never more
+ * than VFU_MAX_DMA_REQUESTS waiting for a reply at once; answered, the
+ * rest follow and the whole range is written. */
+static void test_requests_bounded(void **state)
+{
+    VfuClient *c = small_xfer_client();
+    const uint64_t big = 1u << 20, iova = 0x1000000;
+    uint8_t *mem = calloc(1, big);
+    assert_true(vfu_client_dma_map_mem(c, iova, big, mem, RW, NULL));
+    int efd = irq_fd(c);
+    set_range(c, iova, big);
+    reg_write(c, TDEV_REG_LATER, 0x6d);
+    VfuHeader hs[VFU_MAX_DMA_REQUESTS];
+    uint8_t *ps[VFU_MAX_DMA_REQUESTS];
+    unsigned total = 0, n = VFU_MAX_DMA_REQUESTS;
+    while (total < big / 4096) {
+        take_requests(c, hs, ps, n);
+        for (unsigned i = 0; i < n; i++) {
+            VfuDmaAccess a;
+            memcpy(&a, ps[i], sizeof(a));
+            memcpy(mem + (a.addr - iova), ps[i] + sizeof(a), a.count);
+            send_reply(c, &hs[i], &a);
+            free(ps[i]);
+        }
+        total += n;
+    }
+    wait_irq(c, efd);
+    assert_int_equal(reg_read(c, TDEV_REG_COUNTER), 1);
+    for (uint64_t i = 0; i < big; i++) {
+        if (mem[i] != 0x6d) {
+            fail_msg("byte 0x%llx is 0x%x", (unsigned long long)i, mem[i]);
+        }
+    }
+    assert_int_equal(dma_errors(), 0);
+    close(efd);
+    free(mem);
+    assert_true(harness_client_close(&H, 0, c));
+}
+
+/* A client that goes away with a request unanswered: the transfer fails
+ * at once (no deadline to wait for), and the next client is served. */
+static void test_disconnect_fails_transfer(void **state)
+{
+    VfuClient *c = client();
+    uint8_t *mem = calloc(1, MEM_SIZE);
+    assert_true(vfu_client_dma_map_mem(c, MEM_IOVA, MEM_SIZE, mem, RW, NULL));
+    set_range(c, MEM_IOVA, 0x100);
+    reg_write(c, TDEV_REG_LATER, 0x21);
+    VfuHeader h;
+    uint8_t *payload;
+    expect_dma_write(c, &h, &payload);
+    free(payload);
+    uint64_t t0 = clock_ms();
+    assert_true(harness_client_close(&H, 0, c));
+    assert_int_equal(dma_errors(), 1);
+    assert_true(clock_ms() - t0 < VFU_REQUEST_TIMEOUT_MS);
+    free(mem);
+
+    c = client();
+    uint8_t *mem2 = calloc(1, MEM_SIZE);
+    assert_true(vfu_client_dma_map_mem(c, MEM_IOVA, MEM_SIZE, mem2, RW,
+                                       NULL));
+    int efd = irq_fd(c);
+    set_range(c, MEM_IOVA, 0x100);
+    reg_write(c, TDEV_REG_DOORBELL, 0x22);
+    wait_irq(c, efd);
+    assert_int_equal(mem2[0x80], 0x22);
+    close(efd);
+    free(mem2);
+    assert_true(harness_client_close(&H, 0, c));
+}
+
 /* Spec leaves fd types to the server: this one maps only fds the client
  * cannot shrink under it (a shrunk file would SIGBUS the daemon). */
 static void test_unsealed_fd_refused(void **state)
@@ -472,6 +575,8 @@ int main(void)
         cmocka_unit_test(test_bad_replies),
         cmocka_unit_test(test_unanswered),
         cmocka_unit_test(test_stop_waits_for_dma),
+        cmocka_unit_test(test_requests_bounded),
+        cmocka_unit_test(test_disconnect_fails_transfer),
         cmocka_unit_test(test_unsealed_fd_refused),
     };
     return cmocka_run_group_tests_name("vfio-user-dma", tests, setup,
