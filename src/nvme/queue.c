@@ -438,7 +438,7 @@ static void sq_fetched(NvmeDmaOp *op, bool ok)
     if (!ok || !sq || ctrl->resetting) {
         if (!ok) {
             log_ratelimited(LOG_WARN, "nvme %s: SQ %u entries could not be "
-                            "read; read again at the next doorbell",
+                            "read; read again at the next queue pass",
                             ctrl->serial, sqid);
         }
         for (unsigned k = 0; k < f->n; k++) {
