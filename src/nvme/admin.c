@@ -146,7 +146,9 @@ static uint16_t admin_abort(NvmeRequest *req)
     return NVME_SUCCESS;
 }
 
-/* 5.8 Doorbell Buffer Config: both buffers one memory page, aligned. */
+/* 5.8 Doorbell Buffer Config: both buffers one memory page, aligned, and
+ * (this model) in memory the transport translates: the shadow values are
+ * read at every queue pass, too often to ask the VMM each time. */
 static uint16_t admin_dbbuf_config(NvmeRequest *req)
 {
     NvmeCtrl *ctrl = req->ctrl;
@@ -154,7 +156,8 @@ static uint16_t admin_dbbuf_config(NvmeRequest *req)
     uint32_t page = nvme_page_size(ctrl);
 
     if (!dbs || !eis || (dbs & (page - 1)) || (eis & (page - 1)) ||
-        !nvme_range_ok(ctrl, dbs, page) || !nvme_range_ok(ctrl, eis, page)) {
+        !nvme_range_direct(ctrl, dbs, page) ||
+        !nvme_range_direct(ctrl, eis, page)) {
         return NVME_INVALID_FIELD | NVME_DNR;
     }
     ctrl->dbbuf_dbs = dbs;

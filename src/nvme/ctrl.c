@@ -184,6 +184,7 @@ static void nvme_shutdown_flush_done(void *opaque, int ret)
         ctrl->csts = (ctrl->csts & ~NVME_CSTS_SHST_MASK) |
                      (NVME_SHST_COMPLETE << NVME_CSTS_SHST_SHIFT);
     }
+    nvme_quiesce_check(ctrl);
 }
 
 /* 7.6.2: shutdown completes once every namespace's data is durable. */
@@ -221,9 +222,10 @@ void nvme_check_deferred_sq(NvmeCtrl *ctrl, uint16_t sqid)
 /* Reset and shutdown wait for every command of the controller. */
 void nvme_check_deferred_ctrl(NvmeCtrl *ctrl)
 {
-    if (ctrl->in_flight) {
+    if (ctrl->in_flight || ctrl->dma_in_flight) {
         return;
     }
+    nvme_quiesce_check(ctrl);
     if (ctrl->resetting) {
         nvme_reset_now(ctrl);
     } else if (ctrl->shutting_down && !ctrl->shutdown_flushes) {
@@ -475,8 +477,8 @@ NvmeCtrl *nvme_ctrl_new(KeyVal *props, EventLoop *loop,
     ctrl->loop = loop;
     ctrl->ops = ops;
     ctrl->opaque = opaque;
-    if (!ops || (!ops->translate && (!ops->dma_read || !ops->dma_write)) ||
-        !ops->raise_msix) {
+    if (!ops || (!ops->translate && !ops->dma_start) ||
+        (ops->dma_start && !ops->dma_cancel) || !ops->raise_msix) {
         error_setg(errp, "nvme: transport lacks memory access or MSI-X");
         free(ctrl);
         return NULL;
@@ -516,17 +518,24 @@ void nvme_ctrl_free(NvmeCtrl *ctrl)
             }
         }
     }
+    /* Copies still waiting on the transport are forgotten: their
+     * callbacks must not run into the freed controller. */
+    nvme_dma_cancel_all(ctrl);
     if (ctrl->bh_timer) {
         loop_del_timer(ctrl->loop, ctrl->bh_timer);
     }
     if (ctrl->ka_timer) {
         loop_del_timer(ctrl->loop, ctrl->ka_timer);
     }
+    if (ctrl->quiesce_timer) {
+        loop_del_timer(ctrl->loop, ctrl->quiesce_timer);
+    }
     nvme_queues_free_all(ctrl);
     for (unsigned i = 0; i < NVME_MAX_INFLIGHT; i++) {
         nvme_req_release_data(&ctrl->reqs[i]);
         free(ctrl->reqs[i].segs);
         free(ctrl->reqs[i].iov);
+        free(ctrl->reqs[i].ops);
     }
     free(ctrl);
 }

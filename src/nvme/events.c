@@ -260,11 +260,7 @@ uint16_t nvme_get_log_page(NvmeRequest *req)
     }
     uint64_t avail = size - off;
     memcpy(out, log + off, avail < len ? avail : len);
-    req->dev_writes_guest = true;
-    st = nvme_map_dptr(req, len, true);
-    if (!st) {
-        st = nvme_copy_to_guest(req, out, len);
-    }
+    st = nvme_data_to_guest(req, out, len);
     free(out);
     return st;
 }

@@ -44,25 +44,24 @@ static uint16_t get_timestamp(NvmeRequest *req)
     memcpy(buf, &ts, 8);
     buf[6] = req->ctrl->timestamp_set ? (1 << 1) : 0;
     buf[7] = 0;
-    req->dev_writes_guest = true;
-    uint16_t st = nvme_map_dptr(req, sizeof(buf), true);
-    return st ? st : nvme_copy_to_guest(req, buf, sizeof(buf));
+    return nvme_data_to_guest(req, buf, sizeof(buf));
+}
+
+static void timestamp_fetched(NvmeRequest *req, uint16_t st)
+{
+    uint64_t ts = 0;
+    if (!st) {
+        memcpy(&ts, req->bounce, sizeof(ts));
+        req->ctrl->timestamp_ms = ts & 0xffffffffffffull;
+        req->ctrl->timestamp_set = true;
+        req->ctrl->ts_host_base_ms = clock_ms();
+    }
+    nvme_req_finish(req, st);
 }
 
 static uint16_t set_timestamp(NvmeRequest *req)
 {
-    uint64_t ts = 0;
-    uint16_t st = nvme_map_dptr(req, sizeof(ts), true);
-    if (!st) {
-        st = nvme_copy_from_guest(req, &ts, sizeof(ts));
-    }
-    if (st) {
-        return st;
-    }
-    req->ctrl->timestamp_ms = ts & 0xffffffffffffull;
-    req->ctrl->timestamp_set = true;
-    req->ctrl->ts_host_base_ms = clock_ms();
-    return NVME_SUCCESS;
+    return nvme_data_from_guest(req, 8, true, timestamp_fetched);
 }
 
 /* Current (or default) value of a dword-valued feature. */

@@ -157,7 +157,5 @@ uint16_t nvme_identify(NvmeRequest *req)
     if (st) {
         return st;
     }
-    req->dev_writes_guest = true;
-    st = nvme_map_dptr(req, sizeof(id), true);
-    return st ? st : nvme_copy_to_guest(req, id, sizeof(id));
+    return nvme_data_to_guest(req, id, sizeof(id));
 }

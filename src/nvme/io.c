@@ -64,33 +64,50 @@ static bool lba_range_ok(const NvmeNamespace *ns, uint64_t slba,
     return slba <= ns->nsze && nlb <= ns->nsze - slba;
 }
 
-/* ---- read, write, compare ---- */
+/* ---- read, write, compare ----
+ *
+ * A command goes: data pointer mapped (nvme_map_dptr) -> for a write
+ * through a bounce buffer, the guest's data copied in -> block I/O ->
+ * for a read through a bounce buffer, the data copied out (or a
+ * Compare's guest data read) -> completion. Each arrow may wait for an
+ * asynchronous copy of guest memory the transport cannot translate. */
 
-static void rw_done(NvmeRequest *req, int ret)
+static void rw_finished(NvmeRequest *req, uint16_t st)
 {
     NvmeCtrl *ctrl = req->ctrl;
     bool is_write = req->cmd.opcode == NVME_CMD_WRITE;
-    if (ret < 0) {
-        req->status = errno_status(ret, is_write);
-    } else if (req->cmd.opcode == NVME_CMD_COMPARE) {
-        uint8_t *guest = malloc(req->bytes);
-        uint16_t st = guest ? nvme_copy_from_guest(req, guest, req->bytes)
-                            : NVME_INTERNAL_ERROR;
-        if (!st && memcmp(guest, req->cmp_buf, req->bytes) != 0) {
-            st = NVME_COMPARE_FAILURE;
-        }
-        free(guest);
-        req->status = st;
-    } else {
-        nvme_req_finish_bounce(req);
-    }
-    if (req->status == NVME_SUCCESS) {
+    if (st == NVME_SUCCESS) {
         uint64_t *sectors = is_write ? &ctrl->smart.sectors_written
                                      : &ctrl->smart.sectors_read;
         *sectors += req->bytes / 512;
         (*(is_write ? &ctrl->smart.host_writes : &ctrl->smart.host_reads))++;
     }
-    nvme_req_complete(req);
+    nvme_req_finish(req, st);
+}
+
+static void cmp_fetched(NvmeRequest *req, uint16_t st)
+{
+    if (!st && memcmp(req->bounce, req->cmp_buf, req->bytes) != 0) {
+        st = NVME_COMPARE_FAILURE;
+    }
+    rw_finished(req, st);
+}
+
+static void rw_done(NvmeRequest *req, int ret)
+{
+    if (ret < 0) {
+        rw_finished(req, errno_status(ret,
+                                      req->cmd.opcode == NVME_CMD_WRITE));
+    } else if (req->cmd.opcode == NVME_CMD_COMPARE) {
+        req->bounce = malloc(req->bytes);
+        if (!req->bounce) {
+            rw_finished(req, NVME_INTERNAL_ERROR);
+            return;
+        }
+        nvme_req_copy(req, req->bounce, req->bytes, false, cmp_fetched);
+    } else {
+        nvme_req_finish_data(req, rw_finished);
+    }
 }
 
 static uint16_t rw_submit(NvmeRequest *req, bool fua)
@@ -124,12 +141,37 @@ static uint16_t rw_submit(NvmeRequest *req, bool fua)
     return aio_release(req);
 }
 
+/* The data is where the block layer can take it. */
+static void rw_staged(NvmeRequest *req, uint16_t st)
+{
+    bool fua = req->cmd.cdw12 & (1u << 30);
+    if (!st) {
+        /* Without a volatile write cache enabled every write is
+         * durable. */
+        st = rw_submit(req, fua || !(req->ctrl->feat.vwc & 1));
+    }
+    if (st != NVME_STATUS_DEFERRED) {
+        nvme_req_finish(req, st);
+    }
+}
+
+static void rw_mapped(NvmeRequest *req, uint16_t st)
+{
+    if (!st && req->cmd.opcode != NVME_CMD_COMPARE) {
+        st = nvme_map_iov(req);
+    }
+    if (!st && req->bounce && !req->dev_writes_guest) {
+        nvme_req_copy(req, req->bounce, req->bytes, false, rw_staged);
+        return;
+    }
+    rw_staged(req, st);
+}
+
 static uint16_t io_rw(NvmeRequest *req)
 {
     NvmeNamespace *ns = req->ns;
     uint8_t opc = req->cmd.opcode;
     uint64_t nlb = (req->cmd.cdw12 & 0xffff) + 1;
-    bool fua = req->cmd.cdw12 & (1u << 30);
 
     req->slba = (uint64_t)req->cmd.cdw11 << 32 | req->cmd.cdw10;
     if (!lba_range_ok(ns, req->slba, nlb)) {
@@ -143,15 +185,8 @@ static uint16_t io_rw(NvmeRequest *req)
         return NVME_NS_WRITE_PROTECTED | NVME_DNR;
     }
     req->dev_writes_guest = opc == NVME_CMD_READ;
-    uint16_t st = nvme_map_dptr(req, bytes, false);
-    if (!st && opc != NVME_CMD_COMPARE) {
-        st = nvme_map_iov(req);
-    }
-    if (st) {
-        return st;
-    }
-    /* Without a volatile write cache enabled every write is durable. */
-    return rw_submit(req, fua || !(req->ctrl->feat.vwc & 1));
+    nvme_map_dptr(req, bytes, false, rw_mapped);
+    return NVME_STATUS_DEFERRED;
 }
 
 /* ---- flush, write zeroes, deallocate ---- */
@@ -230,25 +265,12 @@ static void dsm_done(NvmeRequest *req, int ret)
     simple_done(req, ret == -EPERM || ret == -EROFS ? ret : 0);
 }
 
-static uint16_t io_dsm(NvmeRequest *req)
+static uint16_t dsm_submit(NvmeRequest *req)
 {
     NvmeNamespace *ns = req->ns;
     uint32_t nr = (req->cmd.cdw10 & 0xff) + 1;
-    uint8_t ranges[256 * 16];
+    const uint8_t *ranges = req->bounce;
 
-    if (!(req->cmd.cdw11 & DSM_AD)) {
-        return NVME_SUCCESS;    /* only hints, nothing to do */
-    }
-    if (blk_is_read_only(ns->blk)) {
-        return NVME_NS_WRITE_PROTECTED | NVME_DNR;
-    }
-    uint16_t st = nvme_map_dptr(req, nr * 16, false);
-    if (!st) {
-        st = nvme_copy_from_guest(req, ranges, nr * 16);
-    }
-    if (st) {
-        return st;
-    }
     for (uint32_t i = 0; i < nr; i++) {     /* 6.7, Figure 364 */
         uint32_t nlb;
         uint64_t slba;
@@ -274,6 +296,29 @@ static uint16_t io_dsm(NvmeRequest *req)
         }
     }
     return aio_release(req);
+}
+
+static void dsm_fetched(NvmeRequest *req, uint16_t st)
+{
+    if (!st) {
+        st = dsm_submit(req);
+    }
+    if (st != NVME_STATUS_DEFERRED) {
+        nvme_req_finish(req, st);
+    }
+}
+
+static uint16_t io_dsm(NvmeRequest *req)
+{
+    uint32_t nr = (req->cmd.cdw10 & 0xff) + 1;
+
+    if (!(req->cmd.cdw11 & DSM_AD)) {
+        return NVME_SUCCESS;    /* only hints, nothing to do */
+    }
+    if (blk_is_read_only(req->ns->blk)) {
+        return NVME_NS_WRITE_PROTECTED | NVME_DNR;
+    }
+    return nvme_data_from_guest(req, nr * 16, false, dsm_fetched);
 }
 
 static uint16_t io_dispatch(NvmeRequest *req)

@@ -11,30 +11,81 @@
 
 /* ---- quiesce / resume ---- */
 
-bool nvme_ctrl_quiesce(NvmeCtrl *ctrl, Error **errp)
+static bool quiesce_idle(const NvmeCtrl *ctrl)
+{
+    return !ctrl->in_flight && !ctrl->dma_in_flight &&
+           !ctrl->shutdown_flushes;
+}
+
+/* Stops fetching; what is at the backends completes. Commands waiting for
+ * an asynchronous copy of guest memory stay in flight. */
+static void quiesce_drain(NvmeCtrl *ctrl)
 {
     ctrl->quiesced = true;
-    /* In-flight commands are all at the backends (a deferred SQ deletion
-     * waits only for those): draining them completes everything. */
     for (int round = 0; round < 4 && (ctrl->in_flight ||
                                       ctrl->shutdown_flushes); round++) {
         for (uint32_t i = 0; i < ctrl->nr_ns; i++) {
             blk_drain(ctrl->ns[i].blk);
         }
     }
+}
+
+bool nvme_ctrl_quiesce(NvmeCtrl *ctrl, Error **errp)
+{
+    quiesce_drain(ctrl);
     /* The interrupts of the completions just posted go out before the
      * state freezes, or the destination's host would wait for them. */
     nvme_msix_fire_due(ctrl);
-    if (ctrl->in_flight || ctrl->shutdown_flushes) {
-        error_setg(errp, "nvme %s: %u commands still in flight after drain",
-                   ctrl->serial, ctrl->in_flight);
+    if (!quiesce_idle(ctrl)) {
+        error_setg(errp, "nvme %s: %u commands still in flight after drain "
+                   "(%u waiting for guest memory copies)", ctrl->serial,
+                   ctrl->in_flight, ctrl->dma_in_flight);
         return false;
     }
     return true;
 }
 
+static int64_t quiesce_finish(EventLoop *loop, uint64_t id, void *opaque)
+{
+    NvmeCtrl *ctrl = opaque;
+    ctrl->quiesce_timer = 0;
+    if (ctrl->quiesce_cb && quiesce_idle(ctrl)) {
+        NvmeQuiescedCb *cb = ctrl->quiesce_cb;
+        ctrl->quiesce_cb = NULL;
+        nvme_msix_fire_due(ctrl);
+        cb(ctrl->quiesce_opaque);
+    }
+    return LOOP_TIMER_DONE;
+}
+
+/* Runs after completions: the waiting caller hears from the loop, not
+ * from inside a completion. */
+void nvme_quiesce_check(NvmeCtrl *ctrl)
+{
+    if (ctrl->quiesce_cb && quiesce_idle(ctrl) && !ctrl->quiesce_timer) {
+        ctrl->quiesce_timer = loop_add_timer(ctrl->loop, 0, quiesce_finish,
+                                             ctrl);
+    }
+}
+
+bool nvme_ctrl_quiesce_begin(NvmeCtrl *ctrl, NvmeQuiescedCb *done,
+                             void *opaque, bool *later)
+{
+    *later = false;
+    quiesce_drain(ctrl);
+    if (quiesce_idle(ctrl)) {
+        nvme_msix_fire_due(ctrl);
+        return true;
+    }
+    ctrl->quiesce_cb = done;
+    ctrl->quiesce_opaque = opaque;
+    *later = true;
+    return false;
+}
+
 bool nvme_ctrl_resume(NvmeCtrl *ctrl, Error **errp)
 {
+    ctrl->quiesce_cb = NULL;
     ctrl->quiesced = false;
     nvme_flush_pending(ctrl, UINT16_MAX);
     nvme_aen_deliver(ctrl);

@@ -51,54 +51,64 @@ static bool nvme_dev_sync(NvmeDevice *d, Error **errp)
 static void *t_translate(void *opaque, uint64_t gpa, uint64_t len,
                          bool is_write, uint64_t *contig)
 {
-    return vfu_dma_translate(nd(opaque)->server, gpa, len, is_write, contig);
+    NvmeDevice *d = nd(opaque);
+    return d->server ? vfu_dma_translate(d->server, gpa, len, is_write,
+                                         contig)
+                     : NULL;
 }
 
 /* Guest memory the VMM mapped without an fd: copied through the client
- * (vfio-user DMA_READ / DMA_WRITE, a synchronous round trip). */
-static bool t_dma_read(void *opaque, uint64_t gpa, void *buf, size_t len)
+ * (vfio-user DMA_READ / DMA_WRITE requests, asynchronous). */
+static void *t_dma_start(void *opaque, uint64_t gpa, void *buf, size_t len,
+                         bool to_guest, NvmeDmaDone *done, void *ctx)
 {
+    NvmeDevice *d = nd(opaque);
     Error *err = NULL;
-    if (!vfu_dma_read(nd(opaque)->server, gpa, buf, len, &err)) {
+    VfuDmaXfer *x = d->server ? vfu_dma_start(d->server, gpa, buf, len,
+                                              to_guest, done, ctx, &err)
+                              : NULL;
+    if (!x && err) {
         log_ratelimited(LOG_WARN, "nvme: %s", error_get_pretty(err));
         error_free(err);
-        return false;
     }
-    return true;
+    return x;
 }
 
-static bool t_dma_write(void *opaque, uint64_t gpa, const void *buf,
-                        size_t len)
+static void t_dma_cancel(void *opaque, void *handle)
 {
-    Error *err = NULL;
-    if (!vfu_dma_write(nd(opaque)->server, gpa, buf, len, &err)) {
-        log_ratelimited(LOG_WARN, "nvme: %s", error_get_pretty(err));
-        error_free(err);
-        return false;
+    NvmeDevice *d = nd(opaque);
+    if (d->server) {
+        vfu_dma_cancel(d->server, handle);
     }
-    return true;
 }
 
 static bool t_range_ok(void *opaque, uint64_t gpa, uint64_t len)
 {
-    return vfu_dma_mapped(nd(opaque)->server, gpa, len, false);
+    NvmeDevice *d = nd(opaque);
+    return d->server && vfu_dma_mapped(d->server, gpa, len, false);
 }
 
 static void t_mark_dirty(void *opaque, uint64_t gpa, uint64_t len)
 {
-    vfu_dma_mark_dirty(nd(opaque)->server, gpa, len);
+    NvmeDevice *d = nd(opaque);
+    if (d->server) {
+        vfu_dma_mark_dirty(d->server, gpa, len);
+    }
 }
 
 static void t_raise(void *opaque, uint16_t vector, uint64_t addr,
                     uint32_t data)
 {
-    vfu_irq_trigger(nd(opaque)->server, VFU_PCI_MSIX_IRQ, vector);
+    NvmeDevice *d = nd(opaque);
+    if (d->server) {
+        vfu_irq_trigger(d->server, VFU_PCI_MSIX_IRQ, vector);
+    }
 }
 
 static const NvmeTransportOps nvme_dev_transport = {
     .translate = t_translate,
-    .dma_read = t_dma_read,
-    .dma_write = t_dma_write,
+    .dma_start = t_dma_start,
+    .dma_cancel = t_dma_cancel,
     .range_ok = t_range_ok,
     .mark_dirty = t_mark_dirty,
     .raise_msix = t_raise,
@@ -189,6 +199,32 @@ static bool dev_quiesce(void *opaque, Error **errp)
     return nvme_dev_sync(opaque, errp);
 }
 
+/* The quiesced controller's state is final: the state change the VMM
+ * asked for goes on. */
+static void dev_quiesced(void *opaque)
+{
+    NvmeDevice *d = nd(opaque);
+    d->ctrl_running = false;
+    if (d->server) {
+        vfu_server_quiesce_done(d->server);
+    }
+}
+
+/* Commands may wait for the VMM's replies to our DMA_READ / DMA_WRITE:
+ * the reply to the state change waits for them instead of the loop. */
+static bool dev_quiesce_begin(void *opaque, bool *later, Error **errp)
+{
+    NvmeDevice *d = nd(opaque);
+    d->vfu_running = false;
+    *later = false;
+    if (!d->ctrl_running ||
+        nvme_ctrl_quiesce_begin(d->ctrl, dev_quiesced, d, later)) {
+        d->ctrl_running = false;
+        return true;
+    }
+    return false;
+}
+
 static bool dev_resume(void *opaque, Error **errp)
 {
     nd(opaque)->vfu_running = true;
@@ -215,6 +251,7 @@ static bool dev_load(void *opaque, const uint8_t *data, size_t len,
 static const VfuDeviceOps nvme_vfu_ops = {
     .region_access = dev_region_access,
     .quiesce = dev_quiesce,
+    .quiesce_begin = dev_quiesce_begin,
     .resume = dev_resume,
     .save = dev_save,
     .load = dev_load,
@@ -292,7 +329,10 @@ static void nvme_dev_unrealize(Device *dev)
 {
     NvmeDevice *d = (NvmeDevice *)dev;
     if (d->server) {
+        /* Fails the transfers still out (their commands complete with an
+         * error); I/O drained below then finds no server. */
         vfu_server_free(d->server);
+        d->server = NULL;
     }
     if (d->ctrl) {
         nvme_ctrl_free(d->ctrl);

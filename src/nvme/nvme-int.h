@@ -32,6 +32,10 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
  * in flight and completes later / retires without a completion entry. */
 #define NVME_STATUS_DEFERRED 0xfffe
 #define NVME_STATUS_NO_CQE   0xfffd
+/* A data pointer walk (dma.c) goes on with its next read. */
+#define NVME_WALK_CONTINUE   0xfffc
+
+#define NVME_SQ_BURST 32    /* commands per SQ per pass (fairness) */
 
 /* Submission queue: every member migrates. */
 typedef struct NvmeSQ {
@@ -133,6 +137,44 @@ typedef struct NvmeSeg {
 
 typedef struct NvmeRequest NvmeRequest;
 typedef void NvmeReqDone(NvmeRequest *req, int ret);
+/* A command's next step, given the status of the one before. */
+typedef void NvmeReqCont(NvmeRequest *req, uint16_t status);
+
+/*
+ * An asynchronous guest memory copy the controller waits for (the
+ * transport's dma_start, for memory it cannot translate). Embedded in its
+ * owner (a request, an SQ fetch, a CQE write); listed in the controller
+ * while started, so that quiesce can wait for it and free can cancel it.
+ */
+typedef struct NvmeDmaOp NvmeDmaOp;
+typedef void NvmeDmaOpDone(NvmeDmaOp *op, bool ok);
+struct NvmeDmaOp {
+    NvmeCtrl *ctrl;
+    void *handle;                   /* the transport's, while started */
+    NvmeDmaOpDone *done;
+    void *owner;
+    bool free_owner;                /* owner is malloc'd (CQE writes) */
+    NvmeDmaOp *prev, *next;
+};
+
+/* Where a data pointer walk (PRP list, 4.3, or SGL segments, 4.4) is
+ * between two reads of guest memory. */
+typedef struct NvmeWalk {
+    uint16_t (*next_read)(NvmeRequest *req, uint64_t *addr, size_t *len);
+    uint16_t (*consume)(NvmeRequest *req);
+    uint64_t rem;                   /* data bytes not yet described */
+    uint64_t list;                  /* PRP list entry / SGL segment addr */
+    uint32_t n;                     /* entries read */
+    uint32_t in_page;               /* PRP: entries up to the page end */
+    NvmeSglDesc seg;                /* SGL: segment descriptor walked */
+    uint32_t count, i, total;
+    bool in_segment, last_segment;
+    NvmeReqCont *cont;
+    union {
+        uint64_t prp[64];
+        NvmeSglDesc sgl[16];
+    } buf;
+} NvmeWalk;
 
 struct NvmeRequest {
     NvmeCtrl *ctrl;
@@ -154,6 +196,14 @@ struct NvmeRequest {
     uint8_t *bounce;                /* when memory is not translatable */
     uint8_t *cmp_buf;               /* Compare: data read from disk */
     bool dev_writes_guest;          /* read-type transfer */
+    /* asynchronous guest memory access (dma.c) */
+    NvmeWalk walk;
+    NvmeDmaOp *ops;                 /* one per extent copied */
+    unsigned ops_cap;
+    unsigned dma_pending;
+    bool dma_failed;
+    NvmeReqCont *dma_cont;          /* after a copy */
+    NvmeReqCont *data_cont;         /* after nvme_data_from_guest */
     /* asynchronous block requests */
     unsigned aio_pending;
     int aio_ret;
@@ -169,6 +219,16 @@ enum {
     NVME_USES_SGL = 1u << 3,
     NVME_USES_MULTI_NS = 1u << 4,
 };
+
+/* SQ entries read from memory the transport cannot translate: one read
+ * per SQ at a time, its requests reserved (queue.c). */
+typedef struct NvmeSqFetch {
+    NvmeDmaOp op;
+    NvmeCmd cmds[NVME_SQ_BURST];
+    NvmeRequest *reqs[NVME_SQ_BURST];
+    uint16_t n;
+    bool busy;
+} NvmeSqFetch;
 
 struct NvmeCtrl {
     /* ---- migrated ---- */
@@ -236,6 +296,15 @@ struct NvmeCtrl {
     uint64_t ka_timer;
     uint64_t last_keepalive_ms;
     NvmeCtrlStats stats;
+    /* Asynchronous guest memory access (dma.c, queue.c). */
+    NvmeDmaOp *dma_ops;             /* started, not done */
+    uint32_t dma_in_flight;
+    NvmeSqFetch fetch[NVME_MAX_QUEUES];
+    uint16_t cqe_writes[NVME_MAX_QUEUES];   /* CQE writes per cqid */
+    bool cq_irq_waits[NVME_MAX_QUEUES];     /* interrupt after them */
+    NvmeQuiescedCb *quiesce_cb;     /* nvme_ctrl_quiesce_begin waits */
+    void *quiesce_opaque;
+    uint64_t quiesce_timer;
 };
 
 /* ctrl.c */
@@ -246,6 +315,8 @@ uint32_t nvme_page_size(const NvmeCtrl *ctrl);
 void nvme_check_deferred(NvmeCtrl *ctrl);
 void nvme_check_deferred_sq(NvmeCtrl *ctrl, uint16_t sqid);
 void nvme_check_deferred_ctrl(NvmeCtrl *ctrl);
+/* migrate.c: a pending nvme_ctrl_quiesce_begin may be done. */
+void nvme_quiesce_check(NvmeCtrl *ctrl);
 void nvme_keepalive_arm(NvmeCtrl *ctrl);
 uint64_t nvme_expected_cap(const NvmeCtrl *ctrl);
 
@@ -257,21 +328,49 @@ void nvme_msix_notify_later(NvmeCtrl *ctrl, uint16_t vector);
 void nvme_msix_fire_due(NvmeCtrl *ctrl);
 void nvme_msix_reset(NvmeCtrl *ctrl);
 
-/* dma.c: guest memory */
+/* dma.c: guest memory. nvme_range_ok: guest memory, reachable directly
+ * or by copying. nvme_range_direct, nvme_dma_read/write: memory the
+ * transport translates (shadow doorbells), nothing else. */
 bool nvme_range_ok(NvmeCtrl *ctrl, uint64_t gpa, uint64_t len);
+bool nvme_range_direct(NvmeCtrl *ctrl, uint64_t gpa, uint64_t len);
 bool nvme_dma_read(NvmeCtrl *ctrl, uint64_t gpa, void *buf, size_t len);
 bool nvme_dma_write(NvmeCtrl *ctrl, uint64_t gpa, const void *buf,
                     size_t len);
-uint16_t nvme_map_dptr(NvmeRequest *req, uint64_t len, bool admin);
+/* Bytes copied directly from gpa on (as far as translate maps). */
+size_t nvme_dma_direct(NvmeCtrl *ctrl, uint64_t gpa, void *buf, size_t len,
+                       bool to_guest);
+/* Starts an asynchronous copy (op listed until its done runs). */
+bool nvme_dma_op_start(NvmeCtrl *ctrl, NvmeDmaOp *op, uint64_t gpa,
+                       void *buf, size_t len, bool to_guest,
+                       NvmeDmaOpDone *done, void *owner);
+void nvme_dma_cancel_all(NvmeCtrl *ctrl);
+/*
+ * The steps of a command's data transfer. Each ends by calling cont (or
+ * then) with a status: at once when all memory involved is translated,
+ * later from the loop when some had to be copied asynchronously.
+ * nvme_map_dptr: PRPs / SGL into extents. nvme_req_copy: between buf and
+ * the extents. nvme_req_finish_data: after a read-type transfer, the
+ * bounce buffer into guest memory, or the pages marked dirty.
+ */
+void nvme_map_dptr(NvmeRequest *req, uint64_t len, bool admin,
+                   NvmeReqCont *cont);
 uint16_t nvme_map_iov(NvmeRequest *req);
-uint16_t nvme_copy_to_guest(NvmeRequest *req, const void *buf, size_t len);
-uint16_t nvme_copy_from_guest(NvmeRequest *req, void *buf, size_t len);
-void nvme_req_finish_bounce(NvmeRequest *req);
+void nvme_req_copy(NvmeRequest *req, void *buf, size_t len, bool to_guest,
+                   NvmeReqCont *cont);
+void nvme_req_finish_data(NvmeRequest *req, NvmeReqCont *cont);
+/* Admin data: buf (copied) to the guest, then the command completes; or
+ * len bytes from the guest into req->bounce, then then() runs. Both
+ * return NVME_STATUS_DEFERRED. */
+uint16_t nvme_data_to_guest(NvmeRequest *req, const void *buf, size_t len);
+uint16_t nvme_data_from_guest(NvmeRequest *req, size_t len, bool admin,
+                              NvmeReqCont *then);
 void nvme_req_release_data(NvmeRequest *req);
 
 /* queue.c */
 NvmeRequest *nvme_req_alloc(NvmeCtrl *ctrl);
 void nvme_req_complete(NvmeRequest *req);
+/* Completes req with status (an NvmeReqCont). */
+void nvme_req_finish(NvmeRequest *req, uint16_t status);
 void nvme_post_cqe(NvmeCtrl *ctrl, uint16_t cqid, uint16_t sqid,
                    uint16_t cid, uint16_t status, uint32_t dw0);
 void nvme_flush_pending(NvmeCtrl *ctrl, uint16_t cqid);

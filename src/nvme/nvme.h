@@ -28,22 +28,32 @@
 
 typedef struct NvmeCtrl NvmeCtrl;
 
+/* Completion of an asynchronous guest memory copy (dma_start). */
+typedef void NvmeDmaDone(void *ctx, bool ok);
+
 typedef struct NvmeTransportOps {
     /*
      * Translates guest-physical [gpa, gpa+len) to a host pointer. Returns
-     * NULL when gpa is not in guest memory; otherwise *contig is the number
-     * of bytes (1..len) mapped contiguously from gpa (a range may span
-     * regions: the controller calls again for the rest). May be NULL, then
-     * dma_read/dma_write are used for every access.
+     * NULL when gpa is not in guest memory the controller can address
+     * directly; otherwise *contig is the number of bytes (1..len) mapped
+     * contiguously from gpa (a range may span regions: the controller
+     * calls again for the rest). May be NULL, then dma_start is used for
+     * every access.
      */
     void *(*translate)(void *opaque, uint64_t gpa, uint64_t len,
                        bool is_write, uint64_t *contig);
-    /* Copies, for guest memory the transport reaches without a host
-     * pointer: used for every access when translate is NULL, and for a
-     * range translate does not map (when both are set). */
-    bool (*dma_read)(void *opaque, uint64_t gpa, void *buf, size_t len);
-    bool (*dma_write)(void *opaque, uint64_t gpa, const void *buf,
-                      size_t len);
+    /*
+     * Asynchronous copy, for guest memory the transport reaches without a
+     * host pointer (every access when translate is NULL, else a range
+     * translate does not map; optional when translate maps everything):
+     * starts copying and returns a handle, or NULL when the copy cannot
+     * start. done(ctx, ok) then runs later on the controller's loop,
+     * exactly once, unless dma_cancel(handle) comes first. buf stays
+     * valid until then.
+     */
+    void *(*dma_start)(void *opaque, uint64_t gpa, void *buf, size_t len,
+                       bool to_guest, NvmeDmaDone *done, void *ctx);
+    void (*dma_cancel)(void *opaque, void *handle);
     /* Whether [gpa, gpa+len) is guest memory, asked for a range translate
      * does not map (optional: without it such a range is refused). */
     bool (*range_ok)(void *opaque, uint64_t gpa, uint64_t len);
@@ -111,6 +121,16 @@ bool nvme_ctrl_poll(NvmeCtrl *ctrl);
  * posts pending completions as the guest frees CQ slots.
  */
 bool nvme_ctrl_quiesce(NvmeCtrl *ctrl, Error **errp);
+/*
+ * The same without waiting for the transport's asynchronous copies of
+ * guest memory (dma_start), which complete, or fail at their deadline,
+ * only as the loop runs: true when quiesced at once; false with *later
+ * set when done(opaque) runs from the loop once the last command has
+ * completed (unless nvme_ctrl_resume or nvme_ctrl_free comes first).
+ */
+typedef void NvmeQuiescedCb(void *opaque);
+bool nvme_ctrl_quiesce_begin(NvmeCtrl *ctrl, NvmeQuiescedCb *done,
+                             void *opaque, bool *later);
 bool nvme_ctrl_resume(NvmeCtrl *ctrl, Error **errp);
 bool nvme_ctrl_is_quiesced(const NvmeCtrl *ctrl);
 

@@ -3,6 +3,14 @@
  * with CAP.DSTRD), shadow doorbells and EventIdx (5.8 Doorbell Buffer
  * Config), fetching commands (arbitration, 4.11) and posting completions
  * (4.6), including completions kept pending while their CQ is full.
+ *
+ * Queues in memory the transport cannot translate are reached with
+ * asynchronous copies: an SQ reads a batch of entries at a time, one read
+ * per SQ (the head moves, and the commands start in order, when it is
+ * in); a CQE takes its slot and phase when posted and is written
+ * asynchronously, and the CQ's interrupt waits until every CQE write to
+ * it is done, so the host never sees the interrupt before the entry.
+ * Shadow doorbells are only accepted in translated memory (admin.c).
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -10,8 +18,6 @@
 
 #include "nvme/nvme-int.h"
 #include "util/log.h"
-
-#define NVME_SQ_BURST 32    /* commands per SQ per pass (fairness) */
 
 /* ---- queue objects ---- */
 
@@ -115,6 +121,8 @@ NvmeRequest *nvme_req_alloc(NvmeCtrl *ctrl)
             req->nsegs = req->iovcnt = 0;
             req->aio_pending = 0;
             req->aio_ret = 0;
+            req->dma_pending = 0;
+            req->dma_failed = false;
             req->dev_writes_guest = false;
             req->done = NULL;
             req->start_ms = clock_ms();
@@ -151,6 +159,12 @@ void nvme_req_complete(NvmeRequest *req)
     nvme_schedule(ctrl);
 }
 
+void nvme_req_finish(NvmeRequest *req, uint16_t status)
+{
+    req->status = status;
+    nvme_req_complete(req);
+}
+
 /* ---- completion queues ---- */
 
 static bool cq_full(const NvmeCQ *cq)
@@ -168,6 +182,58 @@ static bool cq_has_pending(const NvmeCtrl *ctrl, uint16_t cqid)
     return false;
 }
 
+/* A CQE on its way to memory the transport cannot translate. */
+typedef struct NvmeCqeWrite {
+    NvmeDmaOp op;
+    NvmeCqe cqe;
+    uint16_t cqid;
+} NvmeCqeWrite;
+
+static void cq_notify(NvmeCtrl *ctrl, NvmeCQ *cq);
+
+static void cqe_written(NvmeDmaOp *op, bool ok)
+{
+    NvmeCqeWrite *w = op->owner;
+    NvmeCtrl *ctrl = op->ctrl;
+    uint16_t cqid = w->cqid;
+    if (!ok) {
+        /* Its slot is taken: the host waits at it (a reset recovers). */
+        log_ratelimited(LOG_WARN, "nvme %s: completion of command %u lost: "
+                        "CQ %u entry could not be written", ctrl->serial,
+                        w->cqe.cid, cqid);
+    }
+    free(w);
+    if (--ctrl->cqe_writes[cqid] == 0 && ctrl->cq_irq_waits[cqid]) {
+        ctrl->cq_irq_waits[cqid] = false;
+        if (ctrl->cq[cqid]) {
+            cq_notify(ctrl, ctrl->cq[cqid]);
+        }
+    }
+}
+
+/* Writes the CQE at addr: in place, or asynchronously. */
+static bool cqe_store(NvmeCtrl *ctrl, uint16_t cqid, uint64_t addr,
+                      const NvmeCqe *cqe)
+{
+    if (nvme_dma_write(ctrl, addr, cqe, sizeof(*cqe))) {
+        return true;
+    }
+    NvmeCqeWrite *w = calloc(1, sizeof(*w));
+    if (!w) {
+        return false;
+    }
+    w->cqe = *cqe;
+    w->cqid = cqid;
+    w->op.free_owner = true;
+    if (!nvme_dma_op_start(ctrl, &w->op, addr, &w->cqe, sizeof(w->cqe),
+                           true, cqe_written, w)) {
+        free(w);
+        return false;
+    }
+    ctrl->cqe_writes[cqid]++;
+    return true;
+}
+
 /* Writes one CQE (4.6): the phase tag flips each time the tail wraps. */
 static bool cq_write(NvmeCtrl *ctrl, NvmeCQ *cq, const NvmePendingCqe *p)
 {
@@ -180,7 +246,7 @@ static bool cq_write(NvmeCtrl *ctrl, NvmeCQ *cq, const NvmePendingCqe *p)
         .status = (uint16_t)((p->status << 1) | cq->phase),
     };
     uint64_t addr = cq->base + ((uint64_t)cq->tail << NVME_CQES);
-    if (!nvme_dma_write(ctrl, addr, &cqe, sizeof(cqe))) {
+    if (!cqe_store(ctrl, cq->cqid, addr, &cqe)) {
         nvme_fatal(ctrl, "cannot write a completion queue entry");
         return false;
     }
@@ -194,8 +260,11 @@ static bool cq_write(NvmeCtrl *ctrl, NvmeCQ *cq, const NvmePendingCqe *p)
 static void cq_notify(NvmeCtrl *ctrl, NvmeCQ *cq)
 {
     /* One interrupt per queue pass, not per completion: the host reaps
-     * the whole CQ on each interrupt anyway (4.6). */
-    if (cq->irq_enabled) {
+     * the whole CQ on each interrupt anyway (4.6). Not before the
+     * entries are in memory. */
+    if (ctrl->cqe_writes[cq->cqid]) {
+        ctrl->cq_irq_waits[cq->cqid] = true;
+    } else if (cq->irq_enabled) {
         nvme_msix_notify_later(ctrl, cq->vector);
         nvme_schedule(ctrl);
     }
@@ -337,30 +406,102 @@ static bool can_fetch(const NvmeCtrl *ctrl, const NvmeSQ *sq)
 {
     const NvmeCQ *cq = ctrl->cq[sq->cqid];
     return cq && nvme_ctrl_ready(ctrl) && !ctrl->quiesced &&
-           !ctrl->sq_delete_req[sq->sqid] &&
+           !ctrl->sq_delete_req[sq->sqid] && !ctrl->fetch[sq->sqid].busy &&
            ctrl->in_flight + ctrl->nr_pending < NVME_MAX_INFLIGHT &&
            sq->head != sq->tail;
 }
 
-static void sq_dispatch(NvmeCtrl *ctrl, NvmeSQ *sq, NvmeRequest *req)
+static void req_start(NvmeCtrl *ctrl, NvmeRequest *req)
+{
+    if (req->sqid == 0) {
+        nvme_admin_cmd(req);
+    } else {
+        nvme_io_cmd(req);
+    }
+}
+
+/* A request reserved for an entry that is not going to run. */
+static void req_unreserve(NvmeCtrl *ctrl, NvmeRequest *req)
+{
+    req->in_use = false;
+    ctrl->in_flight--;
+    ctrl->sq_inflight[req->sqid]--;
+}
+
+static void sq_fetched(NvmeDmaOp *op, bool ok)
+{
+    NvmeSqFetch *f = op->owner;
+    NvmeCtrl *ctrl = op->ctrl;
+    uint16_t sqid = (uint16_t)(f - ctrl->fetch);
+    NvmeSQ *sq = ctrl->sq[sqid];
+    f->busy = false;
+    if (!ok || !sq || ctrl->resetting) {
+        if (!ok) {
+            log_ratelimited(LOG_WARN, "nvme %s: SQ %u entries could not be "
+                            "read; read again at the next queue pass",
+                            ctrl->serial, sqid);
+        }
+        for (unsigned k = 0; k < f->n; k++) {
+            req_unreserve(ctrl, f->reqs[k]);
+        }
+        nvme_check_deferred_sq(ctrl, sqid);
+        return;
+    }
+    /* In SQ order; the head moves past each entry as it starts. */
+    for (unsigned k = 0; k < f->n; k++) {
+        f->reqs[k]->cmd = f->cmds[k];
+        sq->head = (uint16_t)((sq->head + 1) % sq->size);
+        req_start(ctrl, f->reqs[k]);
+    }
+    nvme_schedule(ctrl);
+}
+
+/* Reads up to a burst of entries from head, not past the tail or the end
+ * of the queue, with a request reserved for each. */
+static void sq_fetch_async(NvmeCtrl *ctrl, NvmeSQ *sq, NvmeRequest *first)
+{
+    NvmeSqFetch *f = &ctrl->fetch[sq->sqid];
+    uint16_t end = sq->tail > sq->head ? sq->tail : sq->size;
+    unsigned want = end - sq->head < NVME_SQ_BURST ? end - sq->head
+                                                   : NVME_SQ_BURST;
+    f->reqs[0] = first;
+    f->n = 1;
+    while (f->n < want && ctrl->in_flight + ctrl->nr_pending <
+                          NVME_MAX_INFLIGHT) {
+        NvmeRequest *req = nvme_req_alloc(ctrl);
+        if (!req) {
+            break;
+        }
+        req->sqid = sq->sqid;
+        ctrl->sq_inflight[sq->sqid]++;
+        f->reqs[f->n++] = req;
+    }
+    uint64_t addr = sq->base + ((uint64_t)sq->head << NVME_SQES);
+    f->busy = nvme_dma_op_start(ctrl, &f->op, addr, f->cmds,
+                                f->n * sizeof(NvmeCmd), false, sq_fetched, f);
+    if (!f->busy) {
+        /* Not guest memory (any more): nothing sane to complete. */
+        nvme_fatal(ctrl, "cannot read a submission queue entry");
+        for (unsigned k = 0; k < f->n; k++) {
+            req_unreserve(ctrl, f->reqs[k]);
+        }
+    }
+}
+
+/* Starts the command at head, or a read of entries when the queue is in
+ * memory the transport cannot translate; false when no more start now. */
+static bool sq_dispatch(NvmeCtrl *ctrl, NvmeSQ *sq, NvmeRequest *req)
 {
     uint64_t addr = sq->base + ((uint64_t)sq->head << NVME_SQES);
     req->sqid = sq->sqid;
     ctrl->sq_inflight[sq->sqid]++;
     if (!nvme_dma_read(ctrl, addr, &req->cmd, sizeof(req->cmd))) {
-        /* The queue itself is unreadable: nothing sane to complete. */
-        nvme_fatal(ctrl, "cannot read a submission queue entry");
-        req->in_use = false;
-        ctrl->in_flight--;
-        ctrl->sq_inflight[sq->sqid]--;
-        return;
+        sq_fetch_async(ctrl, sq, req);
+        return false;
     }
     sq->head = (uint16_t)((sq->head + 1) % sq->size);
-    if (sq->sqid == 0) {
-        nvme_admin_cmd(req);
-    } else {
-        nvme_io_cmd(req);
-    }
+    req_start(ctrl, req);
+    return true;
 }
 
 /* Fetches up to a burst of commands from one SQ; true if more remain. */
@@ -373,10 +514,9 @@ static bool sq_process(NvmeCtrl *ctrl, uint16_t sqid)
             break;
         }
         NvmeRequest *req = nvme_req_alloc(ctrl);
-        if (!req) {
+        if (!req || !sq_dispatch(ctrl, ctrl->sq[sqid], req)) {
             break;
         }
-        sq_dispatch(ctrl, ctrl->sq[sqid], req);
     }
     sq = ctrl->sq[sqid];
     if (!sq) {

@@ -10,7 +10,8 @@
  * Memory mapped without an fd (vfu_client_dma_map_mem) is served to the
  * server's DMA_READ / DMA_WRITE requests: while waiting for any reply the
  * client answers them, and an idle client must call vfu_client_serve()
- * when its socket becomes readable (the server waits for the answer, see
+ * when its socket becomes readable (a request the client leaves
+ * unanswered past the server's deadline fails the device's transfer, see
  * vfu-server.h).
  */
 #ifndef STORMIG_VFIO_USER_VFU_CLIENT_H

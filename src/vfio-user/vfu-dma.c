@@ -9,10 +9,7 @@
  * report covered it completely.
  *
  * Memory mapped without an fd is reached by asking the client: DMA_READ
- * and DMA_WRITE (spec "VFIO_USER_DMA_READ" / "VFIO_USER_DMA_WRITE"), one
- * synchronous exchange per piece of at most the client's
- * max_data_xfer_size (see vfu_server_request for what the loop does
- * meanwhile).
+ * and DMA_WRITE, asynchronous (vfu-dma-remote.c).
  *
  * Memory mapped with an fd is refused unless the fd is sealed against
  * shrinking (F_SEAL_SHRINK, as QEMU's memory-backend-memfd does by
@@ -55,7 +52,7 @@ static size_t dma_find(const VfuServer *s, uint64_t iova)
     return lo ? lo - 1 : s->n_dma;
 }
 
-static VfuDmaRegion *dma_lookup(VfuServer *s, uint64_t iova)
+VfuDmaRegion *vfu_dma_lookup(VfuServer *s, uint64_t iova)
 {
     size_t i = dma_find(s, iova);
     if (i == s->n_dma || iova - s->dma[i].iova >= s->dma[i].size) {
@@ -67,7 +64,7 @@ static VfuDmaRegion *dma_lookup(VfuServer *s, uint64_t iova)
 void *vfu_dma_translate(VfuServer *s, uint64_t iova, uint64_t len,
                         bool is_write, uint64_t *contig)
 {
-    VfuDmaRegion *r = len ? dma_lookup(s, iova) : NULL;
+    VfuDmaRegion *r = len ? vfu_dma_lookup(s, iova) : NULL;
     uint32_t need = is_write ? VFU_DMA_FLAG_WRITE : VFU_DMA_FLAG_READ;
     if (!r || !r->host || !(r->prot & need)) {
         return NULL;
@@ -86,7 +83,7 @@ bool vfu_dma_mapped(VfuServer *s, uint64_t iova, uint64_t len,
         return false;
     }
     while (len) {
-        VfuDmaRegion *r = dma_lookup(s, iova);
+        VfuDmaRegion *r = vfu_dma_lookup(s, iova);
         if (!r || !(r->prot & need)) {
             return false;
         }
@@ -96,96 +93,6 @@ bool vfu_dma_mapped(VfuServer *s, uint64_t iova, uint64_t len,
         len -= n;
     }
     return true;
-}
-
-/* One DMA_READ / DMA_WRITE exchange of n bytes (n within the client's
- * max_data_xfer_size); the reply must echo address and count. */
-static bool dma_remote(VfuServer *s, uint64_t iova, uint8_t *p, size_t n,
-                       bool is_write, Error **errp)
-{
-    VfuDmaAccess a = { .addr = iova, .count = n }, echo;
-    ByteBuf req, rep;
-    bytebuf_init(&req);
-    bytebuf_init(&rep);
-    bytebuf_append(&req, &a, sizeof(a));
-    if (is_write) {
-        bytebuf_append(&req, p, n);
-    }
-    bool ok = !req.failed &&
-              vfu_server_request(s, is_write ? VFU_CMD_DMA_WRITE
-                                             : VFU_CMD_DMA_READ,
-                                 req.data, req.len, &rep, errp);
-    size_t want = sizeof(a) + (is_write ? 0 : n);
-    if (ok && (rep.failed || rep.len != want ||
-               (memcpy(&echo, rep.data, sizeof(echo)), echo.addr != iova) ||
-               echo.count != n)) {
-        log_ratelimited(LOG_WARN, "vfio-user: malformed %s reply",
-                        is_write ? "DMA_WRITE" : "DMA_READ");
-        error_setg(errp, "vfio-user: malformed %s reply from the client",
-                   is_write ? "DMA_WRITE" : "DMA_READ");
-        ok = false;
-    }
-    if (ok && !is_write) {
-        memcpy(p, rep.data + sizeof(a), n);
-    }
-    bytebuf_free(&req);
-    bytebuf_free(&rep);
-    return ok;
-}
-
-/* Largest piece of one DMA_READ / DMA_WRITE: what the client accepts and
- * what this server reads in one message. */
-static size_t remote_piece(const VfuServer *s)
-{
-    uint64_t max = s->client_max_xfer ? s->client_max_xfer
-                                      : VFU_MAX_DATA_XFER;
-    return max < VFU_MAX_DATA_XFER ? (size_t)max : VFU_MAX_DATA_XFER;
-}
-
-static bool dma_copy(VfuServer *s, uint64_t iova, void *buf, size_t len,
-                     bool is_write, Error **errp)
-{
-    uint8_t *p = buf;
-    uint32_t need = is_write ? VFU_DMA_FLAG_WRITE : VFU_DMA_FLAG_READ;
-    while (len) {
-        VfuDmaRegion *r = dma_lookup(s, iova);
-        if (!r || !(r->prot & need)) {
-            error_setg(errp, "DMA %s of 0x%llx: not in %s client memory",
-                       is_write ? "write" : "read", (unsigned long long)iova,
-                       is_write ? "writable" : "readable");
-            return false;
-        }
-        uint64_t off = iova - r->iova, avail = r->size - off;
-        size_t n = len < avail ? len : (size_t)avail;
-        if (r->host) {
-            memcpy(is_write ? r->host + off : p,
-                   is_write ? p : r->host + off, n);
-        } else {
-            n = n < remote_piece(s) ? n : remote_piece(s);
-            if (!dma_remote(s, iova, p, n, is_write, errp)) {
-                return false;
-            }
-        }
-        if (is_write) {
-            vfu_dma_mark_dirty(s, iova, n);
-        }
-        p += n;
-        iova += n;
-        len -= n;
-    }
-    return true;
-}
-
-bool vfu_dma_read(VfuServer *s, uint64_t iova, void *buf, size_t len,
-                  Error **errp)
-{
-    return dma_copy(s, iova, buf, len, false, errp);
-}
-
-bool vfu_dma_write(VfuServer *s, uint64_t iova, const void *buf, size_t len,
-                   Error **errp)
-{
-    return dma_copy(s, iova, (void *)buf, len, true, errp);
 }
 
 /* --- dirty bitmaps --------------------------------------------------- */
@@ -547,6 +454,7 @@ void vfu_dma_unmap_all(VfuServer *s)
 
 void vfu_dma_free(VfuServer *s)
 {
+    vfu_dma_remote_free(s);
     vfu_dma_unmap_all(s);
     free(s->dma);
     s->dma = NULL;

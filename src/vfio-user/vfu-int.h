@@ -11,6 +11,8 @@
 typedef int VfuStatus;
 #define VFU_OK      0
 #define VFU_CLOSE   (-1)
+/* The handler answers later (vfu_send_deferred_reply). */
+#define VFU_DEFERRED (-2)
 
 /* One received command. Handlers take fds they keep by setting the slot
  * to -1; the rest are closed after dispatch. */
@@ -42,6 +44,19 @@ typedef struct VfuIrqLine {
 typedef struct VfuOut VfuOut;
 typedef struct VfuConn VfuConn;
 
+/* One DMA_READ / DMA_WRITE message waiting for its reply. */
+typedef struct VfuDmaReq {
+    VfuServer *s;
+    bool busy;
+    uint16_t msg_id;
+    uint16_t cmd;
+    uint64_t iova;
+    uint32_t count;
+    uint8_t *dst;               /* where a read's data goes */
+    VfuDmaXfer *xfer;           /* NULL: its transfer ended, reply ignored */
+    uint64_t timer;             /* deadline */
+} VfuDmaReq;
+
 struct VfuServer {
     EventLoop *loop;
     VfuDeviceDesc desc;
@@ -65,20 +80,48 @@ struct VfuServer {
 
     VfuIrqLine *irqs[VFU_PCI_NUM_IRQS];
 
+    /* Transfers through DMA_READ / DMA_WRITE, oldest first, and their
+     * outstanding requests (at most VFU_MAX_DMA_REQUESTS). */
+    VfuDmaXfer *xfers;
+    VfuDmaReq dma_reqs[VFU_MAX_DMA_REQUESTS];
+    unsigned n_dma_reqs;
+    uint16_t next_req_id;
+    uint64_t dma_pump_timer;
+
+    /* A MIG_DEVICE_STATE SET waiting for the device's quiesce_begin to
+     * finish (vfu-migration.c); its reply is owed while connected. */
+    bool mig_waiting;
+    bool mig_reply_owed;
+    uint32_t mig_target;
+    uint32_t mig_feature_flags;
+    VfuHeader mig_req;
+
     VfuMigState mig_state;
     ByteBuf mig_data;           /* saved state (source) or written (dest) */
     size_t mig_read_off;
 };
 
-/*
- * Sends command cmd to the client and waits for its reply (payload
- * appended to reply), at most VFU_REQUEST_TIMEOUT_MS, on the loop thread.
- * Client commands arriving meanwhile are held and handled afterwards, in
- * order. Fails at once without a connected, negotiated client (and on the
- * pseudo-connection of vfu_server_feed), or while another request waits.
- */
-bool vfu_server_request(VfuServer *s, uint16_t cmd, const void *payload,
-                        size_t len, ByteBuf *reply, Error **errp);
+/* Server-to-client requests (vfu-server.c): whether one can be sent now
+ * (a connected, negotiated client on a real socket); queueing a command
+ * of payload then more; writing what is queued unless a handler runs
+ * (the dispatcher writes after it). */
+bool vfu_server_can_request(const VfuServer *s);
+void vfu_send_request(VfuServer *s, uint16_t msg_id, uint16_t cmd,
+                      const void *payload, size_t len, const void *more,
+                      size_t more_len);
+void vfu_conn_kick(VfuServer *s);
+/* The reply to req, whose handler returned VFU_DEFERRED. */
+void vfu_send_deferred_reply(VfuServer *s, const VfuHeader *req,
+                             VfuStatus st, ByteBuf *payload);
+
+/* DMA_READ / DMA_WRITE (vfu-dma-remote.c): a reply from the client,
+ * matched to its request by message id; failing every transfer when the
+ * connection goes; freeing what is left with the server. */
+void vfu_dma_remote_reply(VfuServer *s, const VfuHeader *h,
+                          const uint8_t *body, size_t len);
+void vfu_dma_remote_fail_all(VfuServer *s);
+void vfu_dma_remote_free(VfuServer *s);
+VfuDmaRegion *vfu_dma_lookup(VfuServer *s, uint64_t iova);
 
 /* Message helpers (vfu-server.c). Payloads are checked before reading. */
 bool vfu_migration_supported(const VfuServer *s);

@@ -35,6 +35,16 @@ VfuMigState vfu_server_mig_state(const VfuServer *s)
 
 void vfu_migration_reset(VfuServer *s)
 {
+    if (s->mig_waiting) {
+        /* A reset overtook the state change the device still works on. */
+        if (s->mig_reply_owed) {
+            ByteBuf none;
+            bytebuf_init(&none);
+            vfu_send_deferred_reply(s, &s->mig_req, ECANCELED, &none);
+        }
+        s->mig_waiting = false;
+        s->mig_reply_owed = false;
+    }
     bytebuf_free(&s->mig_data);
     bytebuf_init(&s->mig_data);
     s->mig_read_off = 0;
@@ -55,7 +65,15 @@ static VfuStatus mig_arc(VfuServer *s, VfuMigState next)
     Error *err = NULL;
     VfuMigState cur = s->mig_state;
     if (cur == VFU_MIG_RUNNING) {
-        if (!s->ops->quiesce(s->opaque, &err)) {
+        bool later = false;
+        bool ok = s->ops->quiesce_begin
+                  ? s->ops->quiesce_begin(s->opaque, &later, &err)
+                  : s->ops->quiesce(s->opaque, &err);
+        if (!ok && later) {
+            s->mig_waiting = true;      /* vfu_server_quiesce_done */
+            return VFU_DEFERRED;
+        }
+        if (!ok) {
             return device_failed(err, "quiesce", EIO);
         }
     } else if (cur == VFU_MIG_STOP_COPY || cur == VFU_MIG_RESUMING) {
@@ -105,11 +123,41 @@ static VfuStatus mig_set_state(VfuServer *s, uint32_t target)
         VfuMigState next = s->mig_state == VFU_MIG_STOP ? (VfuMigState)target
                                                         : VFU_MIG_STOP;
         VfuStatus st = mig_arc(s, next);
+        if (st == VFU_DEFERRED) {
+            s->mig_target = target;
+        }
         if (st != VFU_OK) {
             return st;
         }
     }
     return VFU_OK;
+}
+
+static void put_mig_state(VfuServer *s, ByteBuf *out, uint32_t flags)
+{
+    VfuMigStateData d = { .device_state = s->mig_state,
+                          .data_fd = UINT32_MAX };  /* unused by vfio-user */
+    VfuFeature f = { .argsz = sizeof(f) + sizeof(d), .flags = flags };
+    bytebuf_append(out, &f, sizeof(f));
+    bytebuf_append(out, &d, sizeof(d));
+}
+
+void vfu_server_quiesce_done(VfuServer *s)
+{
+    if (!s->mig_waiting) {
+        return;     /* a reset or disconnect came first */
+    }
+    s->mig_waiting = false;
+    s->mig_state = VFU_MIG_STOP;
+    VfuStatus st = mig_set_state(s, s->mig_target);
+    if (s->mig_reply_owed) {
+        s->mig_reply_owed = false;
+        ByteBuf out;
+        bytebuf_init(&out);
+        put_mig_state(s, &out, s->mig_feature_flags);
+        vfu_send_deferred_reply(s, &s->mig_req, st, &out);
+        bytebuf_free(&out);
+    }
 }
 
 /* --- DEVICE_FEATURE -------------------------------------------------- */
@@ -142,19 +190,25 @@ static VfuStatus feature_mig_state(VfuServer *s, VfuMsg *m,
         if (len != sizeof(d)) {
             return EINVAL;
         }
+        if (s->mig_waiting) {
+            log_ratelimited(LOG_WARN, "vfio-user: migration state change "
+                            "while the device still quiesces");
+            return EBUSY;
+        }
         memcpy(&d, data, sizeof(d));
         VfuStatus st = mig_set_state(s, d.device_state);
+        if (st == VFU_DEFERRED) {
+            s->mig_req = m->hdr;
+            s->mig_feature_flags = f->flags;
+            s->mig_reply_owed = true;
+        }
         if (st != VFU_OK) {
             return st;
         }
     } else if (len != 0) {
         return EINVAL;
     }
-    VfuFeature out = { .argsz = sizeof(out) + sizeof(d), .flags = f->flags };
-    d.device_state = s->mig_state;
-    d.data_fd = UINT32_MAX;                 /* unused by vfio-user */
-    vfu_reply_put(m, &out, sizeof(out));
-    vfu_reply_put(m, &d, sizeof(d));
+    put_mig_state(s, m->reply, f->flags);
     return VFU_OK;
 }
 

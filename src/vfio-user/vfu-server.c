@@ -4,21 +4,23 @@
  * One message is read at a time, header first, then exactly its body, so
  * file descriptors (which the kernel delivers with the first byte of the
  * sendmsg that carried them) always belong to the message being read.
- * While replies wait to be written the connection is not read: a client
- * that does not read its replies cannot make the server buffer without
- * bound.
+ * While messages wait to be written, client commands that arrive are
+ * held, in order, and handled once the output is out; with VFU_MAX_HELD
+ * held, reading stops: a client that does not read its replies cannot
+ * make the server buffer without bound. Replies from the client are
+ * taken meanwhile: a client blocked writing its answer to one of our DMA
+ * requests would otherwise never read the next ones.
  *
- * A complete message is moved out of the connection's read state before
- * it is handled, so that a device can ask the client something (DMA_READ
- * / DMA_WRITE for memory mapped without an fd) from inside a handler or a
- * timer: vfu_server_request() writes the command and reads the socket
- * until the reply comes, keeping the client's commands met on the way
- * ("held") to handle them afterwards, in order.
+ * The server's own requests (DMA_READ / DMA_WRITE for memory mapped
+ * without an fd, vfu-dma-remote.c) are queued like replies and never
+ * waited for here: their replies arrive as ordinary messages, in between
+ * the client's commands, and are matched to the request by message id.
+ * The server therefore keeps answering a client that itself waits for a
+ * reply (e.g. to SET_IRQS) before it answers ours.
  */
 #include "vfio-user/vfu-int.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -47,10 +49,6 @@ typedef struct VfuInMsg {
     struct VfuInMsg *next;
 } VfuInMsg;
 
-/* Commands a client may send while the server waits for the reply to its
- * own request (the client has at most a few outstanding). */
-#define VFU_MAX_HELD 16
-
 struct VfuConn {
     int fd;                     /* -1: pseudo-connection (vfu_server_feed) */
     uint8_t hdr[sizeof(VfuHeader)];
@@ -66,15 +64,16 @@ struct VfuConn {
     bool closing;
     const uint8_t *feed;        /* bytes given to vfu_server_feed */
     size_t feed_len;
-    /* Server-to-client requests (vfu_server_request). */
-    VfuInMsg *held_head;        /* client commands met meanwhile */
-    VfuInMsg **held_tail;
-    unsigned n_held;
-    uint64_t held_timer;        /* runs them once the loop is back */
-    uint16_t next_req_id;
     bool dispatching;
-    bool in_request;
+    /* Commands waiting for the output to drain. */
+    struct VfuInMsg *held_head;
+    struct VfuInMsg **held_tail;
+    unsigned n_held;
 };
+
+/* Commands a client may have sent while our output waits (a VMM has a few
+ * outstanding at most). */
+#define VFU_MAX_HELD 16
 
 static const char *const cmd_names[VFU_CMD_MAX + 1] = {
     [VFU_CMD_VERSION] = "VERSION",
@@ -160,11 +159,12 @@ static void conn_free(VfuServer *s)
         c->held_head = in->next;
         in_msg_free(in);
     }
-    if (c->held_timer) {
-        loop_del_timer(s->loop, c->held_timer);
-    }
     free(c->body);
     free(c);
+    s->mig_reply_owed = false;
+    /* Our requests will get no reply: their transfers fail now (a device
+     * callback that starts another finds no client). */
+    vfu_dma_remote_fail_all(s);
     /* Spec "Client Disconnection": unmap client memory, close its IRQ
      * fds, keep the device state. */
     vfu_dma_unmap_all(s);
@@ -231,16 +231,18 @@ static bool conn_flush(VfuConn *c)
     return true;
 }
 
-/* Queues one message (header + payload); fd is dup'ed when >= 0. */
-static void conn_queue(VfuServer *s, const VfuHeader *hdr,
-                       const uint8_t *payload, size_t len, int fd)
+/* Queues one message (header, payload, then more); fd is dup'ed when
+ * >= 0. */
+static void conn_queue2(VfuServer *s, const VfuHeader *hdr,
+                        const uint8_t *payload, size_t len,
+                        const uint8_t *more, size_t more_len, int fd)
 {
     VfuConn *c = s->conn;
     if (c->fd < 0) {
         return;                 /* pseudo-connection: replies go nowhere */
     }
     VfuOut *o = calloc(1, sizeof(*o));
-    uint8_t *data = malloc(sizeof(*hdr) + len);
+    uint8_t *data = malloc(sizeof(*hdr) + len + more_len);
     int dupfd = fd >= 0 ? dup(fd) : -1;
     if (!o || !data || (fd >= 0 && dupfd < 0)) {
         free(o);
@@ -255,9 +257,19 @@ static void conn_queue(VfuServer *s, const VfuHeader *hdr,
     if (len) {
         memcpy(data + sizeof(*hdr), payload, len);
     }
-    *o = (VfuOut){ .data = data, .len = sizeof(*hdr) + len, .fd = dupfd };
+    if (more_len) {
+        memcpy(data + sizeof(*hdr) + len, more, more_len);
+    }
+    *o = (VfuOut){ .data = data, .len = sizeof(*hdr) + len + more_len,
+                   .fd = dupfd };
     *c->out_tail = o;
     c->out_tail = &o->next;
+}
+
+static void conn_queue(VfuServer *s, const VfuHeader *hdr,
+                       const uint8_t *payload, size_t len, int fd)
+{
+    conn_queue2(s, hdr, payload, len, NULL, 0, fd);
 }
 
 static void send_reply(VfuServer *s, VfuMsg *m, VfuStatus st)
@@ -357,9 +369,9 @@ static void dispatch(VfuServer *s, VfuInMsg *in)
     };
     unsigned type = m.hdr.flags & VFU_FLAG_TYPE_MASK;
     if (type == VFU_FLAG_TYPE_REPLY) {
-        /* Only a reply to a request that timed out gets here. */
-        log_ratelimited(LOG_WARN, "vfio-user: unexpected reply to %s",
-                        vfu_cmd_name(m.hdr.cmd));
+        s->conn->dispatching = true;
+        vfu_dma_remote_reply(s, &in->hdr, in->body, in->len);
+        s->conn->dispatching = false;
     } else {
         VfuStatus st = precheck(s, in);
         if (st == VFU_OK) {
@@ -369,6 +381,8 @@ static void dispatch(VfuServer *s, VfuInMsg *in)
         }
         if (st == VFU_CLOSE) {
             conn_close(s, "protocol violation");
+        } else if (st == VFU_DEFERRED) {
+            /* answered by vfu_send_deferred_reply */
         } else if (!(m.hdr.flags & VFU_FLAG_NO_REPLY)) {
             send_reply(s, &m, st);
             if (m.close_after) {
@@ -549,62 +563,51 @@ static void conn_update_mask(VfuServer *s)
 {
     VfuConn *c = s->conn;
     if (c && c->fd >= 0) {
+        /* A held command with nothing left to write: the socket is
+         * writable, so the loop comes back at once to handle it. */
         loop_set_fd_mask(s->loop, c->fd,
-                         c->out_head ? LOOP_WRITE : LOOP_READ, NULL);
+                         (c->out_head || c->held_head ? LOOP_WRITE : 0) |
+                         (c->n_held < VFU_MAX_HELD ? LOOP_READ : 0), NULL);
     }
 }
 
-static int64_t held_run(EventLoop *loop, uint64_t id, void *opaque)
-{
-    VfuServer *s = opaque;
-    if (s->conn) {
-        s->conn->held_timer = 0;
-        conn_readable(loop, s->conn->fd, 0, s);
-    }
-    return LOOP_TIMER_DONE;
-}
-
-/* Held commands (or a close decided during a request) are handled from
- * the loop: the socket may have nothing more to read to wake us. */
-static void schedule_held(VfuServer *s)
-{
-    VfuConn *c = s->conn;
-    if (!c->held_timer) {
-        c->held_timer = loop_add_timer(s->loop, 0, held_run, s);
-    }
-}
-
-/* Reads and handles messages (held ones first) until nothing is left, a
- * reply is stuck in the socket, or the connection must close. */
+/* Reads and handles messages until nothing is left, a reply is stuck in
+ * the socket, or the connection must close. */
 static void conn_process(VfuServer *s)
 {
     VfuConn *c = s->conn;
-    if (c->dispatching || c->in_request) {
+    if (c->dispatching) {
         return;     /* the outer call goes on with what arrived */
     }
     unsigned budget = c->fd < 0 ? UINT32_MAX : 64;
     bool stop = false;
     while (!c->closing && budget--) {
-        VfuInMsg *in = held_pop(c);
-        if (!in && !stop && read_message(s, c, &stop)) {
+        VfuInMsg *in = c->out_head ? NULL : held_pop(c);
+        if (!in && !stop && c->n_held < VFU_MAX_HELD &&
+            read_message(s, c, &stop)) {
             in = take_message(s, c);
         }
-        if (in) {
-            dispatch(s, in);
+        if (!in) {
+            if (stop || c->n_held >= VFU_MAX_HELD) {
+                break;
+            }
+            continue;
         }
+        if ((c->out_head || c->held_head) &&
+            (in->hdr.flags & VFU_FLAG_TYPE_MASK) != VFU_FLAG_TYPE_REPLY) {
+            *c->held_tail = in;             /* after the ones held before */
+            c->held_tail = &in->next;
+            c->n_held++;
+            continue;
+        }
+        dispatch(s, in);
         if (c->fd >= 0 && c->out_head && !conn_flush(c)) {
             conn_close(s, "cannot write a reply");
-        }
-        if (c->out_head || (stop && !c->held_head)) {
-            break;
         }
     }
     if (c->closing) {
         vfu_server_disconnect(s);
         return;
-    }
-    if (c->held_head && !c->out_head) {
-        schedule_held(s);
     }
     conn_update_mask(s);
 }
@@ -613,7 +616,7 @@ static void conn_readable(EventLoop *loop, int fd, int mask, void *opaque)
 {
     VfuServer *s = opaque;
     VfuConn *c = s->conn;
-    if (!c || c->dispatching || c->in_request) {
+    if (!c || c->dispatching) {
         return;
     }
     if (c->closing) {
@@ -626,10 +629,8 @@ static void conn_readable(EventLoop *loop, int fd, int mask, void *opaque)
             vfu_server_disconnect(s);
             return;
         }
-        if (c->out_head) {
-            if (mask & LOOP_HUP) {
-                vfu_server_disconnect(s);
-            }
+        if (c->out_head && (mask & LOOP_HUP)) {
+            vfu_server_disconnect(s);
             return;
         }
     }
@@ -638,112 +639,49 @@ static void conn_readable(EventLoop *loop, int fd, int mask, void *opaque)
 
 /* --- requests to the client ------------------------------------------ */
 
-/* Sorts a message met while waiting for the reply to req: 1 it was that
- * reply (appended to reply), -1 that reply with an error, 0 anything
- * else (a client command is held, a stray reply dropped). */
-static int sort_incoming(VfuServer *s, VfuConn *c, const VfuHeader *req,
-                         VfuInMsg *in, ByteBuf *reply, Error **errp)
+bool vfu_server_can_request(const VfuServer *s)
 {
-    if ((in->hdr.flags & VFU_FLAG_TYPE_MASK) != VFU_FLAG_TYPE_REPLY) {
-        if (c->n_held >= VFU_MAX_HELD) {
-            in_msg_free(in);
-            conn_close(s, "too many commands while waiting for a reply");
-            return 0;
-        }
-        *c->held_tail = in;
-        c->held_tail = &in->next;
-        c->n_held++;
-        return 0;
-    }
-    if (in->hdr.msg_id != req->msg_id || in->hdr.cmd != req->cmd) {
-        log_ratelimited(LOG_WARN, "vfio-user: stray reply to %s (id %u)",
-                        vfu_cmd_name(in->hdr.cmd), in->hdr.msg_id);
-        in_msg_free(in);
-        return 0;
-    }
-    int rc = 1;
-    if (in->hdr.flags & VFU_FLAG_ERROR) {
-        int err = in->hdr.error && in->hdr.error < 4096
-                  ? (int)in->hdr.error : EIO;
-        error_setg_errno(errp, err, "vfio-user %s: the client refused",
-                         vfu_cmd_name(req->cmd));
-        rc = -1;
-    } else {
-        bytebuf_append(reply, in->body, in->len);
-    }
-    in_msg_free(in);
-    return rc;
+    /* Also on the pseudo-connection of vfu_server_feed: the requests go
+     * nowhere, but the fed bytes may hold their replies (fuzzing). */
+    const VfuConn *c = s->conn;
+    return c && !c->closing && s->negotiated;
 }
 
-/* Writes the queued request and reads until its reply, the deadline, or
- * the end of the connection. */
-static bool await_reply(VfuServer *s, VfuConn *c, const VfuHeader *req,
-                        ByteBuf *reply, Error **errp)
+void vfu_send_request(VfuServer *s, uint16_t msg_id, uint16_t cmd,
+                      const void *payload, size_t len, const void *more,
+                      size_t more_len)
 {
-    uint64_t deadline = clock_ms() + VFU_REQUEST_TIMEOUT_MS;
-    while (!c->closing) {
-        if (c->out_head && !conn_flush(c)) {
-            conn_close(s, "cannot write a request");
-            break;
-        }
-        uint64_t now = clock_ms();
-        if (now >= deadline) {
-            error_setg(errp, "vfio-user %s: no reply from the client within "
-                       "%d ms", vfu_cmd_name(req->cmd),
-                       VFU_REQUEST_TIMEOUT_MS);
-            return false;
-        }
-        struct pollfd p = { .fd = c->fd,
-                            .events = (short)(POLLIN |
-                                              (c->out_head ? POLLOUT : 0)) };
-        if (poll(&p, 1, (int)(deadline - now)) <= 0) {
-            continue;               /* timeout or EINTR: checked above */
-        }
-        bool stop = false;
-        while (!stop && !c->closing) {
-            if (!read_message(s, c, &stop)) {
-                continue;
-            }
-            VfuInMsg *in = take_message(s, c);
-            int rc = in ? sort_incoming(s, c, req, in, reply, errp) : 0;
-            if (rc) {
-                return rc > 0;
-            }
-        }
-    }
-    error_setg(errp, "vfio-user %s: the client connection is closing",
-               vfu_cmd_name(req->cmd));
-    return false;
+    VfuHeader h = { .msg_id = msg_id, .cmd = cmd,
+                    .flags = VFU_FLAG_TYPE_COMMAND,
+                    .size = (uint32_t)(sizeof(h) + len + more_len) };
+    conn_queue2(s, &h, payload, len, more, more_len, -1);
 }
 
-bool vfu_server_request(VfuServer *s, uint16_t cmd, const void *payload,
-                        size_t len, ByteBuf *reply, Error **errp)
+void vfu_send_deferred_reply(VfuServer *s, const VfuHeader *req,
+                             VfuStatus st, ByteBuf *payload)
+{
+    if (!s->conn || s->conn->closing) {
+        return;
+    }
+    VfuMsg m = { .hdr = *req, .reply = payload, .reply_fd = -1 };
+    if (!(req->flags & VFU_FLAG_NO_REPLY)) {
+        send_reply(s, &m, st);
+    }
+    vfu_conn_kick(s);
+}
+
+void vfu_conn_kick(VfuServer *s)
 {
     VfuConn *c = s->conn;
-    if (!c || c->fd < 0 || c->closing || !s->negotiated) {
-        error_setg(errp, "vfio-user %s: no client connected",
-                   vfu_cmd_name(cmd));
-        return false;
+    if (!c || c->fd < 0 || c->dispatching) {
+        return;     /* conn_process flushes after the handler */
     }
-    if (c->in_request) {
-        error_setg(errp, "vfio-user %s: a request is already waiting",
-                   vfu_cmd_name(cmd));
-        return false;
+    if (c->out_head && !conn_flush(c)) {
+        conn_close(s, "cannot write a request");
     }
-    VfuHeader h = { .msg_id = c->next_req_id++, .cmd = cmd,
-                    .flags = VFU_FLAG_TYPE_COMMAND,
-                    .size = (uint32_t)(sizeof(h) + len) };
-    conn_queue(s, &h, payload, len, -1);
-    c->in_request = true;
-    bool ok = await_reply(s, c, &h, reply, errp);
-    c->in_request = false;
-    if (c->closing || c->held_head) {
-        schedule_held(s);
-    }
-    if (!c->dispatching) {
-        conn_update_mask(s);
-    }
-    return ok;
+    /* A close is finished from the loop: the caller may be a device
+     * callback that still uses the server. */
+    conn_update_mask(s);
 }
 
 static VfuConn *conn_new(VfuServer *s, int fd)

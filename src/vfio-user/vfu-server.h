@@ -19,17 +19,13 @@
  *
  * Guest memory mapped with an fd is mmap'ed (the fd must be sealed with
  * F_SEAL_SHRINK, see vfu-dma.c); memory mapped without an fd is reached
- * with VFIO_USER_DMA_READ / DMA_WRITE requests to the client. Those are
- * synchronous: vfu_dma_read/write send the request and read the socket
- * until the reply, so the loop (and every device and monitor on it)
- * waits for the client's round trip, at most VFU_REQUEST_TIMEOUT_MS per
- * piece; commands the client sends meanwhile are held and handled in
- * order afterwards. A client that maps without an fd must therefore keep
- * answering its socket, also while it waits for a reply of its own.
- * (Synchronous rather than asynchronous DMA keeps the devices simple:
- * every access of the NVMe model, SQ entry fetch, PRP list walk, CQ entry
- * post, would otherwise need a continuation. The cost is the stall above,
- * which is why fd-backed memory remains the normal case.)
+ * with VFIO_USER_DMA_READ / DMA_WRITE requests to the client, which are
+ * asynchronous (vfu_dma_start): the server sends the request and goes on
+ * serving the client's commands; the reply, matched by message id, or
+ * the request's deadline completes the transfer from the loop. A client
+ * may thus wait for the reply to one of its own commands before it
+ * answers ours (QEMU does), and one that never answers fails only that
+ * transfer.
  * REGION_WRITE_MULTI and GET_REGION_IO_FDS are answered with ENOTSUP.
  */
 #ifndef STORMIG_VFIO_USER_VFU_SERVER_H
@@ -105,6 +101,13 @@ typedef struct VfuDeviceOps {
      * enter ERROR until reset.
      */
     bool (*quiesce)(void *opaque, Error **errp);
+    /* Optional, used instead of quiesce when set: true when quiesced at
+     * once; false with *later set when the device calls
+     * vfu_server_quiesce_done() once it is (meanwhile the server handles
+     * messages and holds the reply to the state change: a device may
+     * wait for its DMA_READ / DMA_WRITE replies); false otherwise (errp
+     * set). */
+    bool (*quiesce_begin)(void *opaque, bool *later, Error **errp);
     bool (*resume)(void *opaque, Error **errp);
     bool (*save)(void *opaque, ByteBuf *out, Error **errp);
     bool (*load)(void *opaque, const uint8_t *data, size_t len,
@@ -143,13 +146,15 @@ bool vfu_server_feed(VfuServer *s, const uint8_t *data, size_t len);
 
 /* --- Guest memory (DMA) ---------------------------------------------- */
 
-/* Upper bound of one server -> client request round trip. */
+/* Deadline of one server -> client request, and how many may wait for
+ * their replies at once (further transfers queue for a slot, in order). */
 #define VFU_REQUEST_TIMEOUT_MS 2000
+#define VFU_MAX_DMA_REQUESTS   64
 
 /*
  * Host pointer for [iova, iova + len) in memory the client mapped with an
  * fd and the right permission, or NULL (also for memory mapped without an
- * fd: use vfu_dma_read/write there). *contig gets the number of bytes
+ * fd: use vfu_dma_start there). *contig gets the number of bytes
  * (1..len) contiguous from iova; call again for the rest. Pointers stay
  * valid until the ops' dma_unmap for their range.
  */
@@ -159,13 +164,30 @@ void *vfu_dma_translate(VfuServer *s, uint64_t iova, uint64_t len,
  * an fd) with the right permission. */
 bool vfu_dma_mapped(VfuServer *s, uint64_t iova, uint64_t len,
                     bool is_write);
-/* Copies across mappings, asking the client (DMA_READ / DMA_WRITE) for
- * memory mapped without an fd; write also marks the pages dirty. Loop
- * thread only. */
-bool vfu_dma_read(VfuServer *s, uint64_t iova, void *buf, size_t len,
-                  Error **errp);
-bool vfu_dma_write(VfuServer *s, uint64_t iova, const void *buf, size_t len,
-                   Error **errp);
+
+/*
+ * An asynchronous copy between buf and client memory [iova, iova + len)
+ * (is_write: into client memory, pages marked dirty). Parts mapped with
+ * an fd are copied directly, the others asked of the client in pieces of
+ * at most its max_data_xfer_size, each with a deadline of
+ * VFU_REQUEST_TIMEOUT_MS. Returns NULL with errp set when it cannot start
+ * (len 0, memory not mapped with that permission, no client, out of
+ * memory): done is never called then. Otherwise done(opaque, ok) runs
+ * exactly once, later, from the loop, unless vfu_dma_cancel comes first;
+ * ok is false on a refused, malformed or missing reply or a disconnect.
+ * buf must stay valid until then. Loop thread only.
+ */
+typedef struct VfuDmaXfer VfuDmaXfer;
+typedef void VfuDmaDone(void *opaque, bool ok);
+VfuDmaXfer *vfu_dma_start(VfuServer *s, uint64_t iova, void *buf,
+                          size_t len, bool is_write, VfuDmaDone *done,
+                          void *opaque, Error **errp);
+/* Forgets a started transfer: done will not run, buf is no longer
+ * touched (replies still on their way are dropped). */
+void vfu_dma_cancel(VfuServer *s, VfuDmaXfer *x);
+/* Transfers started and not yet done. */
+unsigned vfu_dma_in_flight(const VfuServer *s);
+
 /* Records a device write for dirty logging (no-op when logging is off).
  * Call it after writing through a translated pointer. */
 void vfu_dma_mark_dirty(VfuServer *s, uint64_t iova, uint64_t len);
@@ -185,6 +207,9 @@ bool vfu_irq_masked(const VfuServer *s, unsigned index, unsigned subindex);
 /* --- Migration ------------------------------------------------------- */
 
 VfuMigState vfu_server_mig_state(const VfuServer *s);
+/* The device finished the quiesce its quiesce_begin left running: the
+ * state change goes on and is answered. */
+void vfu_server_quiesce_done(VfuServer *s);
 const char *vfu_mig_state_name(uint32_t state);
 
 #endif

@@ -3,7 +3,10 @@
  * I/O queue (and raw BAR0 / MSI-X writes) against a controller whose guest
  * memory is a buffer. Input: records of one selector byte and 64 bytes.
  * Selector bits 0-1: 0 admin SQE, 1 I/O SQE, 2 BAR0 write, 3 MSI-X write;
- * bit 2: point the data pointers into guest memory.
+ * bit 2: point the data pointers into guest memory; bit 3: from this
+ * record on, the upper half of guest memory is reached only by
+ * asynchronous copies (as vfio-user memory mapped without an fd); bit 4:
+ * those copies fail.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -52,6 +55,10 @@ static void one_record(TestGuest *tg, uint8_t sel, const uint8_t *rec)
     NvmeCmd c;
     uint64_t off, val;
     memcpy(&c, rec, 64);
+    if (sel & 8) {
+        tg->copy_from = MEM_SIZE / 2;
+    }
+    tg->fail_copies = sel & 16;
     switch (sel & 3) {
     case 0:
     case 1:
@@ -91,6 +98,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(tg->mem, 0, tg->size);
     memset(tg->q, 0, sizeof(tg->q));
     tg->brk = TG_BASE;
+    tg->copy_from = 0;
+    tg->fail_copies = false;
     if (!tg_make_ctrl(tg, "num-queues=2,mqes=64") || !tg_enable(tg, 16) ||
         !tg_create_io_queue(tg, 1, 16)) {
         abort();

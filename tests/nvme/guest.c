@@ -19,11 +19,15 @@ static void *tg_translate(void *opaque, uint64_t gpa, uint64_t len,
                           bool is_write, uint64_t *contig)
 {
     TestGuest *tg = opaque;
-    if (gpa < TG_BASE || gpa - TG_BASE >= tg->size) {
+    if (gpa < TG_BASE || gpa - TG_BASE >= tg->size ||
+        (tg->copy_from && gpa - TG_BASE >= tg->copy_from)) {
         return NULL;
     }
     uint64_t off = gpa - TG_BASE;
     uint64_t avail = tg->size - off;
+    if (tg->copy_from && avail > tg->copy_from - off) {
+        avail = tg->copy_from - off;
+    }
     if (tg->region) {
         uint64_t to_boundary = tg->region - off % tg->region;
         avail = avail < to_boundary ? avail : to_boundary;
@@ -32,25 +36,83 @@ static void *tg_translate(void *opaque, uint64_t gpa, uint64_t len,
     return tg->mem + off;
 }
 
-static bool tg_dma_read(void *opaque, uint64_t gpa, void *buf, size_t len)
+/* Guest memory reached by copying (no_translate, or past copy_from):
+ * each copy completes from the loop, like a vfio-user DMA_READ /
+ * DMA_WRITE answered by the VMM; with fail_copies set it fails. */
+typedef struct TgCopy {
+    TestGuest *tg;
+    uint64_t gpa;
+    uint8_t *buf;
+    size_t len;
+    bool to_guest;
+    NvmeDmaDone *done;
+    void *ctx;
+    uint64_t timer;
+    struct TgCopy *next;
+} TgCopy;
+
+static void copy_unlink(TestGuest *tg, TgCopy *c)
 {
-    TestGuest *tg = opaque;
-    if (!in_guest(tg, gpa, len)) {
-        return false;
+    for (TgCopy **pp = (TgCopy **)&tg->copies; *pp; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            tg->copies_out--;
+            return;
+        }
     }
-    memcpy(buf, tg->mem + (gpa - TG_BASE), len);
-    return true;
 }
 
-static bool tg_dma_write(void *opaque, uint64_t gpa, const void *buf,
-                         size_t len)
+static int64_t copy_run(EventLoop *loop, uint64_t id, void *opaque)
+{
+    TgCopy *c = opaque;
+    TestGuest *tg = c->tg;
+    bool ok = !tg->fail_copies;
+    if (ok && c->to_guest) {
+        memcpy(tg->mem + (c->gpa - TG_BASE), c->buf, c->len);
+    } else if (ok) {
+        memcpy(c->buf, tg->mem + (c->gpa - TG_BASE), c->len);
+    }
+    copy_unlink(tg, c);
+    tg->copies_done++;
+    NvmeDmaDone *done = c->done;
+    void *ctx = c->ctx;
+    free(c);
+    done(ctx, ok);
+    return LOOP_TIMER_DONE;
+}
+
+static void *tg_dma_start(void *opaque, uint64_t gpa, void *buf, size_t len,
+                          bool to_guest, NvmeDmaDone *done, void *ctx)
 {
     TestGuest *tg = opaque;
-    if (!in_guest(tg, gpa, len)) {
-        return false;
+    TgCopy *c = in_guest(tg, gpa, len) ? calloc(1, sizeof(*c)) : NULL;
+    if (!c) {
+        return NULL;
     }
-    memcpy(tg->mem + (gpa - TG_BASE), buf, len);
-    return true;
+    *c = (TgCopy){ .tg = tg, .gpa = gpa, .buf = buf, .len = len,
+                   .to_guest = to_guest, .done = done, .ctx = ctx,
+                   .next = tg->copies };
+    c->timer = loop_add_timer(tg->loop, tg->copy_delay_ms, copy_run, c);
+    tg->copies = c;
+    tg->copies_out++;
+    if (tg->copies_out > tg->copies_max) {
+        tg->copies_max = tg->copies_out;
+    }
+    return c;
+}
+
+static void tg_dma_cancel(void *opaque, void *handle)
+{
+    TestGuest *tg = opaque;
+    TgCopy *c = handle;
+    loop_del_timer(tg->loop, c->timer);
+    copy_unlink(tg, c);
+    free(c);
+}
+
+static bool tg_range_ok(void *opaque, uint64_t gpa, uint64_t len)
+{
+    return in_guest(opaque, gpa, len);
 }
 
 static void tg_mark_dirty(void *opaque, uint64_t gpa, uint64_t len)
@@ -136,7 +198,8 @@ bool tg_make_ctrl(TestGuest *tg, const char *extra)
     free(opts);
     tg->ops = (NvmeTransportOps){
         .translate = tg->no_translate ? NULL : tg_translate,
-        .dma_read = tg_dma_read, .dma_write = tg_dma_write,
+        .dma_start = tg_dma_start, .dma_cancel = tg_dma_cancel,
+        .range_ok = tg_range_ok,
         .mark_dirty = tg_mark_dirty, .raise_msix = tg_raise,
     };
     tg->ctrl = kv ? nvme_ctrl_new(kv, tg->loop, &tg->ops, tg, &err) : NULL;

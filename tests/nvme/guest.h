@@ -35,7 +35,13 @@ typedef struct TestGuest {
     uint64_t size;
     uint64_t brk;
     uint64_t region;                /* translate() stops at multiples */
-    bool no_translate;              /* use the dma_read/write fallback */
+    bool no_translate;              /* every access copied (dma_start) */
+    uint64_t copy_from;             /* offsets from here on copied too */
+    unsigned copy_delay_ms;         /* copies complete after this */
+    bool fail_copies;               /* copies complete with an error */
+    void *copies;                   /* started, not done */
+    unsigned copies_out, copies_max;
+    uint64_t copies_done;
     uint32_t cc_extra;              /* ORed into CC by tg_enable */
     EventLoop *loop;
     NvmeCtrl *ctrl;

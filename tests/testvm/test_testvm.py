@@ -3,7 +3,7 @@ vfio-user, back-and-forth live migrations, a CQ-full backlog across a
 migration (completions in the controller's order), async events raised
 before and during a migration, the allowlist refusal, cancel /
 destination failure, and guest memory mapped without an fd (the device
-reaches it with DMA_READ / DMA_WRITE requests).
+reaches it with DMA_READ / DMA_WRITE requests), also across migrations.
 
 Two daemons A and B serve the same images (shared storage) on their own
 vfio-user and QMP sockets. A supervisor restarts a daemon that quits
@@ -137,6 +137,9 @@ def check(name, r):
     if name == "aen":
         return ("async events on the destination: 2 (temperature "
                 "delivered, namespace change delivered)" in out)
+    if name == "dma-no-fd-migrate":
+        # Each stop quiesced a device whose commands wait for DMA replies.
+        return "migrations 4," in out
     if name == "dma-no-fd":
         m = re.search(r"device DMA requests answered: (\d+)", out)
         return bool(m) and int(m.group(1)) > 0
@@ -150,6 +153,7 @@ CASES = {
     "allowlist": ["--rounds", "1", "--wrr"],
     "aen": ["--rounds", "2", "--aen-test"],
     "dst-fail": ["--rounds", "2", "--dst-fail", "--fail-round", "0"],
+    "dma-no-fd-migrate": ["--rounds", "4", "--dma-no-fd"],
 }
 RUN_CASES = {
     "dma-no-fd": ["--seconds", "1", "--dma-no-fd"],

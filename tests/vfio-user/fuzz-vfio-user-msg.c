@@ -1,6 +1,8 @@
 /* Fuzz target: a byte stream of vfio-user messages (no fds), delivered in
- * arbitrary pieces, into a server serving the test device. Nothing may
- * crash, leak or read out of bounds. */
+ * arbitrary pieces, into a server serving the test device, the loop's due
+ * timers run between pieces; replies in the stream meet the server's
+ * DMA_READ / DMA_WRITE requests. Nothing may crash, leak or read out of
+ * bounds. */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -35,6 +37,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!vfu_server_feed(s, data + off, n)) {
             break;
         }
+        /* Due timers: DMA requests go out between the pieces (their
+         * replies may follow in the input). */
+        loop_run_once(loop, 0);
     }
     vfu_server_free(s);
     test_dev_cleanup(&dev);

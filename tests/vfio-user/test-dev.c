@@ -1,6 +1,7 @@
 /* The tiny device of the vfio-user tests (see test-dev.h). */
 #include "test-dev.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -8,41 +9,93 @@
 #define STATE_MAGIC 0x54444556u     /* "TDEV" */
 #define STATE_SIZE (4 + 4 * 8)
 
-static void doorbell(TestDev *d, uint64_t value)
+/* The engine's transfers are asynchronous: the operation counts (and
+ * the interrupt fires) when the last byte is through. */
+static void fill_done(void *opaque, bool ok)
 {
-    uint8_t buf[256];
-    memset(buf, (int)(value & 0xff), sizeof(buf));
-    for (uint64_t done = 0; done < d->dma_len;) {
-        uint64_t n = d->dma_len - done;
-        n = n < sizeof(buf) ? n : sizeof(buf);
-        if (!vfu_dma_write(d->srv, d->dma_addr + done, buf, n, NULL)) {
-            d->dma_errors++;
-            return;
-        }
-        done += n;
+    TestDev *d = opaque;
+    free(d->dma_buf);
+    d->dma_buf = NULL;
+    d->dma_busy = false;
+    if (d->quiesce_waits) {
+        /* The transfer was the last work before the stop. */
+        d->quiesce_waits = false;
+        d->quiesced = true;
+        vfu_server_quiesce_done(d->srv);
+    }
+    if (!ok) {
+        d->dma_errors++;
+        return;
     }
     d->counter++;
     vfu_irq_trigger(d->srv, VFU_PCI_MSIX_IRQ, 0);
 }
 
+static void sum_done(void *opaque, bool ok)
+{
+    TestDev *d = opaque;
+    uint64_t sum = 0;
+    for (uint64_t i = 0; ok && i < d->dma_len; i++) {
+        sum += d->dma_buf[i];
+    }
+    if (ok) {
+        d->sum = sum;
+    }
+    fill_done(opaque, ok);
+}
+
+/* Copies what is mapped with an fd directly, as far as it goes. */
+static uint64_t engine_direct(TestDev *d, bool is_write)
+{
+    uint64_t done = 0, contig = 0;
+    while (done < d->dma_len) {
+        uint8_t *host = vfu_dma_translate(d->srv, d->dma_addr + done,
+                                          d->dma_len - done, is_write,
+                                          &contig);
+        if (!host) {
+            break;
+        }
+        memcpy(is_write ? host : d->dma_buf + done,
+               is_write ? d->dma_buf + done : host, contig);
+        if (is_write) {
+            vfu_dma_mark_dirty(d->srv, d->dma_addr + done, contig);
+        }
+        done += contig;
+    }
+    return done;
+}
+
+/* Starts a fill (is_write) or a sum of the DMA range: memory mapped with
+ * an fd at once, the rest through the client, asynchronously. */
+static void engine_start(TestDev *d, bool is_write, uint64_t value)
+{
+    VfuDmaDone *done = is_write ? fill_done : sum_done;
+    d->dma_buf = d->dma_len && d->dma_len <= TDEV_MAX_DMA
+                 ? malloc(d->dma_len) : NULL;
+    if (!d->dma_buf) {
+        d->dma_errors++;
+        return;
+    }
+    memset(d->dma_buf, (int)(value & 0xff), d->dma_len);
+    d->dma_busy = true;
+    uint64_t direct = engine_direct(d, is_write);
+    if (direct == d->dma_len) {
+        done(d, true);
+    } else if (!vfu_dma_start(d->srv, d->dma_addr + direct,
+                              d->dma_buf + direct, d->dma_len - direct,
+                              is_write, done, d, NULL)) {
+        done(d, false);
+    }
+}
+
+static void doorbell(TestDev *d, uint64_t value)
+{
+    engine_start(d, true, value);
+}
+
 static void dma_sum(TestDev *d)
 {
-    uint8_t buf[256];
-    uint64_t sum = 0;
-    for (uint64_t done = 0; done < d->dma_len;) {
-        uint64_t n = d->dma_len - done;
-        n = n < sizeof(buf) ? n : sizeof(buf);
-        if (!vfu_dma_read(d->srv, d->dma_addr + done, buf, n, NULL)) {
-            d->dma_errors++;
-            return;
-        }
-        for (uint64_t i = 0; i < n; i++) {
-            sum += buf[i];
-        }
-        done += n;
-    }
-    d->sum = sum;
-    d->counter++;
+    engine_start(d, false, 0);
 }
 
 static int64_t later_fire(EventLoop *loop, uint64_t id, void *opaque)
@@ -61,7 +114,7 @@ static bool engine_access(TestDev *d, uint64_t off, uint64_t *val,
         *val = 0;
         return true;
     }
-    if (d->quiesced || (off == TDEV_REG_LATER &&
+    if (d->quiesced || d->dma_busy || (off == TDEV_REG_LATER &&
                         (!d->loop || d->later_timer))) {
         return false;
     }
@@ -155,6 +208,7 @@ static void reset(void *opaque)
     TestDev *d = opaque;
     d->scratch = d->dma_addr = d->dma_len = d->counter = 0;
     d->quiesced = false;
+    d->dma_errors = 0;
     d->resets++;
 }
 
@@ -168,6 +222,16 @@ static bool quiesce(void *opaque, Error **errp)
 {
     ((TestDev *)opaque)->quiesced = true;
     return true;
+}
+
+/* Stops once the running transfer is through. */
+static bool quiesce_begin(void *opaque, bool *later, Error **errp)
+{
+    TestDev *d = opaque;
+    *later = d->dma_busy;
+    d->quiesce_waits = d->dma_busy;
+    d->quiesced = !d->dma_busy;
+    return !d->dma_busy;
 }
 
 static bool resume(void *opaque, Error **errp)
@@ -214,6 +278,7 @@ const VfuDeviceOps test_dev_ops = {
     .reset = reset,
     .dma_unmap = dma_unmap,
     .quiesce = quiesce,
+    .quiesce_begin = quiesce_begin,
     .resume = resume,
     .save = save,
     .load = load,

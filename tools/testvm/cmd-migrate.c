@@ -218,7 +218,7 @@ static bool one_round(Round *r, TestVm **vm, bool a_is_src, Error **errp)
         close_round(r, false);
         return false;
     }
-    Transport *t = transport_vfu_connect(ds, errp);
+    Transport *t = transport_vfu_connect_opts(ds, o->dma_no_fd, errp);
     TestVm *next = t ? testvm_migrate(*vm, t, &mo, &h, &res, errp) : NULL;
     print_round(r->n, a_is_src ? "A" : "B", &res, next ? NULL : *errp);
     if (next) {
@@ -260,7 +260,8 @@ int cmd_migrate_test(const CliOptions *o)
                 "--dst-socket, --src-qmp and --dst-qmp are required\n");
         return 2;
     }
-    Transport *t = transport_vfu_connect(o->src_socket, &err);
+    Transport *t = transport_vfu_connect_opts(o->src_socket, o->dma_no_fd,
+                                              &err);
     TestVm *vm = t ? testvm_boot(t, &o->vm, &err) : NULL;
     if (!vm) {
         fprintf(stderr, "stormig-testvm: %s\n", error_get_pretty(err));

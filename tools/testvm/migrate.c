@@ -47,12 +47,18 @@ static bool phase_done(MigCtx *m, MigPhase phase, Error **errp)
 }
 
 /* Copies the pages set in the bitmap from source to destination memory
- * (the "stream"), clearing them. Returns how many. */
+ * (the "stream"), clearing them. Returns how many. The source device's
+ * DMA requests (memory mapped without an fd) are answered on the way: a
+ * first full copy can take longer than their deadline. */
 static uint64_t copy_dirty(MigCtx *m)
 {
     GuestMem *s = m->src->gm, *d = m->dst->gm;
+    Transport *t = m->src->t;
     uint64_t n = 0;
     for (uint64_t w = 0; w < gm_bitmap_words(s); w++) {
+        if (t->ops->serve_dma && w % 64 == 0) {
+            t->ops->serve_dma(t);       /* every 4096 pages at most */
+        }
         for (uint64_t bits = m->bitmap[w]; bits; bits &= bits - 1) {
             uint64_t off = (w * 64 + (uint64_t)__builtin_ctzll(bits)) *
                            GM_PAGE;

@@ -182,6 +182,15 @@ static uint64_t vfu_dma_requests(Transport *t)
     return vfu_client_dma_requests(vt(t)->c);
 }
 
+static void vfu_serve_dma(Transport *t)
+{
+    Error *err = NULL;
+    if (vfu_client_serve(vt(t)->c, 0, &err) < 0) {
+        log_ratelimited(LOG_ERROR, "testvm: %s", error_get_pretty(err));
+        error_free(err);
+    }
+}
+
 static bool vfu_mig_state(Transport *t, VfuMigState state, Error **errp)
 {
     return vfu_client_mig_set_state(vt(t)->c, state, errp);
@@ -247,6 +256,7 @@ static void vfu_close(Transport *t)
 static const TransportOps vfu_ops = {
     .name = "vfio-user",
     .map_memory = vfu_map,
+    .serve_dma = vfu_serve_dma,
     .region_read = vfu_rd,
     .region_write = vfu_wr,
     .setup_irqs = vfu_setup_irqs,

@@ -37,6 +37,10 @@ typedef struct TransportOps {
     /* Guest memory accesses the device made by asking the VM (vfio-user
      * DMA_READ / DMA_WRITE) so far (optional). */
     uint64_t (*dma_requests)(Transport *t);
+    /* Answers the device's pending DMA requests without waiting
+     * (optional): the VMM calls it during long work of its own, since
+     * the device fails a request left unanswered past its deadline. */
+    void (*serve_dma)(Transport *t);
 
     /* Migration, device side. */
     bool (*mig_set_state)(Transport *t, VfuMigState state, Error **errp);
