@@ -37,6 +37,9 @@ typedef struct TestGuest {
     uint64_t region;                /* translate() stops at multiples */
     bool no_translate;              /* use the dma_read/write fallback */
     uint32_t cc_extra;              /* ORed into CC by tg_enable */
+    bool msix_table_emulated;       /* tg_enable leaves the device's MSI-X
+                                       table alone, as a VMM emulating it
+                                       does */
     EventLoop *loop;
     NvmeCtrl *ctrl;
     NvmeTransportOps ops;
@@ -61,8 +64,9 @@ uint32_t tg_r32(TestGuest *tg, uint64_t off);
 void tg_w32(TestGuest *tg, uint64_t off, uint32_t v);
 void tg_w64(TestGuest *tg, uint64_t off, uint64_t v);
 
-/* Programs the admin queue, enables MSI-X with every vector unmasked,
- * sets CC and waits for CSTS.RDY. */
+/* Programs the admin queue, enables MSI-X with every vector unmasked
+ * (through the device's table unless msix_table_emulated), sets CC and
+ * waits for CSTS.RDY. */
 bool tg_enable(TestGuest *tg, uint16_t entries);
 /* Clears CC.EN and waits for RDY=0 (running the loop). */
 bool tg_disable(TestGuest *tg);
