@@ -78,6 +78,14 @@ class NvmeHost:
         self.guest.close()
         self.daemon.quit()
 
+    def check_daemon_log(self):
+        """A sanitizer report (instrumented build) fails the test."""
+        with open(self.daemon.log_path, errors="replace") as f:
+            log = f.read()
+        if "Sanitizer" in log or "runtime error:" in log:
+            raise guestlib.GuestError(f"stormigd {self.name} reported a "
+                                      f"sanitizer error:\n{log[-3000:]}")
+
 
 def controllers(guest):
     """{serial: /dev/nvmeN} as the guest names them."""
@@ -223,6 +231,7 @@ def run_two_vcpus(cfg):
         guest.shutdown()
     finally:
         host.close()
+    host.check_daemon_log()
 
 
 def run_one_vcpu(cfg):
@@ -238,6 +247,7 @@ def run_one_vcpu(cfg):
         guest.shutdown()
     finally:
         host.close()
+    host.check_daemon_log()
 
 
 def main():
