@@ -532,6 +532,29 @@ static const VMStateField nvme_ctrl_fields[] = {
     VMSTATE_END_OF_LIST()
 };
 
+/* Whether the per-vector mask bits count (see msix_table_in_use), sent
+ * only when they do: a stream without it leaves them not counting. */
+static bool nvme_msix_table_needed(void *opaque)
+{
+    return ((NvmeCtrl *)opaque)->msix_table_in_use;
+}
+
+static const VMStateField nvme_msix_table_fields[] = {
+    VMSTATE_BOOL(msix_table_in_use, NvmeCtrl),
+    VMSTATE_END_OF_LIST()
+};
+static const VMStateDescription nvme_msix_table_vmsd = {
+    .name = "nvme-msix-table-in-use", .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = nvme_msix_table_needed,
+    .fields = nvme_msix_table_fields,
+};
+
+static const VMStateDescription *const nvme_ctrl_subsections[] = {
+    &nvme_msix_table_vmsd,
+    NULL
+};
+
 const VMStateDescription nvme_ctrl_vmsd = {
     .name = "nvme",
     .version_id = 1,
@@ -539,4 +562,5 @@ const VMStateDescription nvme_ctrl_vmsd = {
     .pre_save = nvme_pre_save,
     .post_load = nvme_post_load,
     .fields = nvme_ctrl_fields,
+    .subsections = nvme_ctrl_subsections,
 };

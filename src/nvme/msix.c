@@ -29,6 +29,7 @@ void nvme_msix_reset(NvmeCtrl *ctrl)
     ctrl->irq_any_due = false;
     ctrl->msix_enabled = false;
     ctrl->msix_func_mask = false;
+    ctrl->msix_table_in_use = false;
 }
 
 static bool msix_pending(const NvmeCtrl *ctrl, unsigned v)
@@ -47,7 +48,9 @@ static void msix_set_pending(NvmeCtrl *ctrl, unsigned v, bool on)
 
 static bool msix_masked(const NvmeCtrl *ctrl, unsigned v)
 {
-    return ctrl->msix_func_mask || (ctrl->msix[v].ctrl & MSIX_VEC_MASKED);
+    return ctrl->msix_func_mask ||
+           (ctrl->msix_table_in_use &&
+            (ctrl->msix[v].ctrl & MSIX_VEC_MASKED));
 }
 
 static void msix_fire(NvmeCtrl *ctrl, unsigned v)
@@ -178,6 +181,7 @@ void nvme_msix_write(NvmeCtrl *ctrl, uint64_t offset, unsigned size,
                         ctrl->serial, offset);
         return;
     }
+    ctrl->msix_table_in_use = true;
     msix_write32(ctrl, offset, (uint32_t)value);
     if (size == 8) {
         msix_write32(ctrl, offset + 4, (uint32_t)(value >> 32));

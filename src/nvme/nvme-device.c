@@ -318,6 +318,11 @@ static bool nvme_dev_realize(Device *dev, KeyVal *props, Error **errp)
         (VfuRegionDesc){ CFG_SIZE, true, true, .mmap_fd = -1 };
     desc.irqs[VFU_PCI_MSIX_IRQ] =
         (VfuIrqDesc){ nvme_msix_nr_vectors(d->ctrl), false };
+    /* Offered as Linux's vfio-pci does (one each), so a VMM can register
+     * its error and device-request eventfds; QEMU warns at every start
+     * when the error index is missing. Nothing raises them yet. */
+    desc.irqs[VFU_PCI_ERR_IRQ] = (VfuIrqDesc){ 1, false };
+    desc.irqs[VFU_PCI_REQ_IRQ] = (VfuIrqDesc){ 1, false };
     VfuServerConfig cfg = { .socket_path = socket, .loop = dev->loop,
                             .desc = &desc, .ops = &nvme_vfu_ops,
                             .opaque = d };
@@ -355,9 +360,21 @@ static bool nvme_dev_start(Device *dev, Error **errp)
     return nvme_dev_sync(d, errp);
 }
 
+/* The controller's state moves inside the VMM's own migration (vfio-user
+ * STOP_COPY / RESUMING): a connected VMM that does not take part in it
+ * would migrate the guest and leave the device's state behind. Refused
+ * before anything stops. Without a VMM there is nothing to lose. */
 static bool nvme_dev_check(Device *dev, Error **errp)
 {
-    return nvme_ctrl_migration_check(((NvmeDevice *)dev)->ctrl, errp);
+    NvmeDevice *d = (NvmeDevice *)dev;
+    if (vfu_server_connected(d->server) &&
+        !vfu_server_client_migration(d->server)) {
+        error_setg(errp, "the VMM connected to %s does not support "
+                   "vfio-user migration; its state would be lost",
+                   dev->id);
+        return false;
+    }
+    return nvme_ctrl_migration_check(d->ctrl, errp);
 }
 
 /* Completions waiting for CQ space, in posting order (tests compare them
@@ -390,7 +407,11 @@ static void nvme_dev_query(Device *dev, json_object *info)
         json_object_new_int64((int64_t)st.commands_completed));
     json_object_object_add(info, "pending-completions",
                            pending_list(d->ctrl));
-    bool ok = nvme_ctrl_migration_check(d->ctrl, &err);
+    json_object_object_add(info, "vmm-connected", json_object_new_boolean(
+        vfu_server_connected(d->server)));
+    json_object_object_add(info, "vmm-migration", json_object_new_boolean(
+        vfu_server_client_migration(d->server)));
+    bool ok = nvme_dev_check(dev, &err);
     json_object_object_add(info, "migratable", json_object_new_boolean(ok));
     if (!ok) {
         json_object_object_add(info, "migration-blocker",

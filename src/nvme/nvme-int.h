@@ -246,6 +246,14 @@ struct NvmeCtrl {
     uint8_t msix_pba[(NVME_MAX_VECTORS + 7) / 8];
     bool msix_enabled;
     bool msix_func_mask;
+    /* The transport forwards the function's MSI-X table accesses here
+     * (set by the first table write): only then do the per-vector mask
+     * bits above decide. A VFIO client may instead emulate the table
+     * itself and never write it, masking through the transport if at all
+     * (vfio-user SET_IRQS MASK/UNMASK), so until then the copy's reset
+     * state (every vector masked, PCI Local Bus 3.0 section 6.8.2.9) must
+     * not hold interrupts back. */
+    bool msix_table_in_use;
     uint8_t irq_due[(NVME_MAX_VECTORS + 7) / 8];   /* see notify_later */
     bool irq_any_due;
     NvmeFeatures feat;

@@ -75,7 +75,7 @@ typedef struct NvmeTransportOps {
 #define NVME_MSIX_BAR       4
 #define NVME_MSIX_TABLE_OFF 0x0000u
 #define NVME_MSIX_PBA_OFF   0x2000u
-#define NVME_MSIX_BAR_SIZE  0x3000u
+#define NVME_MSIX_BAR_SIZE  0x4000u   /* a power of two (PCI 3.0 6.2.5.1) */
 
 /*
  * Creates a controller from properties:

@@ -68,6 +68,10 @@ struct VfuServer {
 
     /* Negotiated with VERSION. */
     bool negotiated;
+    /* The client asked for the migration feature (GET of
+     * VFIO_DEVICE_FEATURE_MIGRATION) or drove MIG_DEVICE_STATE on this
+     * connection: it takes part in migration. */
+    bool client_migration;
     uint32_t client_max_fds;
     uint64_t client_max_xfer;
 

@@ -223,11 +223,16 @@ static VfuStatus feature_run(VfuServer *s, VfuMsg *m, const VfuFeature *f,
         if (len) {
             return EINVAL;
         }
+        /* A client that migrates reads these flags before anything else
+         * (Linux uAPI vfio.h, VFIO_DEVICE_FEATURE_MIGRATION); one that
+         * never does will not save the device's state. */
+        s->client_migration = true;
         vfu_reply_put(m, &out, sizeof(out));
         vfu_reply_put(m, &flags, sizeof(flags));
         return VFU_OK;
     }
     case VFU_FEATURE_MIG_DEVICE_STATE:
+        s->client_migration = true;
         return feature_mig_state(s, m, f, data, len);
     case VFU_FEATURE_DMA_LOGGING_START:
         vfu_reply_put(m, f, sizeof(*f));

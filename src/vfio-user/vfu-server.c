@@ -103,6 +103,11 @@ const char *vfu_cmd_name(unsigned cmd)
     return "unknown";
 }
 
+bool vfu_server_client_migration(const VfuServer *s)
+{
+    return s->conn && s->client_migration;
+}
+
 bool vfu_migration_supported(const VfuServer *s)
 {
     return s->ops->quiesce && s->ops->resume && s->ops->save &&
@@ -170,6 +175,7 @@ static void conn_free(VfuServer *s)
     vfu_dma_unmap_all(s);
     vfu_irqs_release(s);
     s->negotiated = false;
+    s->client_migration = false;
 }
 
 void vfu_server_disconnect(VfuServer *s)
@@ -695,6 +701,7 @@ static VfuConn *conn_new(VfuServer *s, int fd)
     c->held_tail = &c->held_head;
     s->conn = c;
     s->negotiated = false;
+    s->client_migration = false;
     return c;
 }
 

@@ -133,6 +133,15 @@ void vfu_server_free(VfuServer *s);
  * Takes fd in every case. */
 bool vfu_server_add_conn(VfuServer *s, int fd, Error **errp);
 bool vfu_server_connected(const VfuServer *s);
+/*
+ * Whether the connected client takes part in migration: it read the
+ * migration feature (VFIO_USER_DEVICE_FEATURE with
+ * VFIO_DEVICE_FEATURE_MIGRATION, GET) or set a migration state on this
+ * connection. False without a client. A client that never does cannot
+ * carry the device's state when it migrates (e.g. QEMU 11.1's
+ * vfio-user-pci, which offers no migration and registers no blocker).
+ */
+bool vfu_server_client_migration(const VfuServer *s);
 /* Drops the client as on a disconnect: DMA unmapped, IRQ fds closed,
  * device state kept (spec "Client Disconnection"). */
 void vfu_server_disconnect(VfuServer *s);

@@ -277,7 +277,8 @@ bool tg_enable(TestGuest *tg, uint16_t entries)
     tg_w64(tg, NVME_REG_ASQ, q->sq);
     tg_w64(tg, NVME_REG_ACQ, q->cq);
     nvme_msix_set_control(tg->ctrl, true, false);
-    for (unsigned v = 0; v < nvme_msix_nr_vectors(tg->ctrl); v++) {
+    for (unsigned v = 0; v < nvme_msix_nr_vectors(tg->ctrl) &&
+                         !tg->msix_table_emulated; v++) {
         nvme_msix_write(tg->ctrl, NVME_MSIX_TABLE_OFF + v * 16 + 12, 4, 0);
     }
     tg_w32(tg, NVME_REG_CC, 1 | (6u << 16) | (4u << 20) | tg->cc_extra);

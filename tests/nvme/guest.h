@@ -43,6 +43,9 @@ typedef struct TestGuest {
     unsigned copies_out, copies_max;
     uint64_t copies_done;
     uint32_t cc_extra;              /* ORed into CC by tg_enable */
+    bool msix_table_emulated;       /* tg_enable leaves the device's MSI-X
+                                       table alone, as a VMM emulating it
+                                       does */
     EventLoop *loop;
     NvmeCtrl *ctrl;
     NvmeTransportOps ops;
@@ -67,8 +70,9 @@ uint32_t tg_r32(TestGuest *tg, uint64_t off);
 void tg_w32(TestGuest *tg, uint64_t off, uint32_t v);
 void tg_w64(TestGuest *tg, uint64_t off, uint64_t v);
 
-/* Programs the admin queue, enables MSI-X with every vector unmasked,
- * sets CC and waits for CSTS.RDY. */
+/* Programs the admin queue, enables MSI-X with every vector unmasked
+ * (through the device's table unless msix_table_emulated), sets CC and
+ * waits for CSTS.RDY. */
 bool tg_enable(TestGuest *tg, uint16_t entries);
 /* Clears CC.EN and waits for RDY=0 (running the loop). */
 bool tg_disable(TestGuest *tg);

@@ -515,6 +515,44 @@ static void test_aer(void **state)
     assert_int_equal(dw0 & 1, 1);
 }
 
+/* A VMM that emulates the MSI-X table itself (QEMU's vfio-user-pci, like
+ * every VFIO client) never writes the device's copy, whose vectors are
+ * masked from reset: interrupts must still be delivered; once a client
+ * does write the table, its mask bits count. */
+static void test_msix_table_emulated_by_vmm(void **state)
+{
+    TestGuest *tg = *state;
+    tg->msix_table_emulated = true;
+    assert_true(tg_enable(tg, 32));
+    unsigned before = tg->irqs[0];
+    uint64_t buf = tg_alloc(tg, TG_PAGE);
+    assert_int_equal(identify(tg, 1, 0, buf), 0);
+    assert_int_equal(tg->irqs[0], before + 1);
+    assert_true(tg_create_io_queue(tg, 1, 8));
+    NvmeCmd f = { .opcode = NVME_CMD_FLUSH, .nsid = 1 };
+    NvmeCqe cqe;
+    unsigned io_before = tg->irqs[1];
+    tg_submit(tg, 1, &f);
+    assert_true(tg_poll(tg, 1, &cqe, 2000));
+    assert_int_equal(tg->irqs[1], io_before + 1);
+    assert_int_equal(nvme_msix_read(tg->ctrl, NVME_MSIX_PBA_OFF, 8), 0);
+    /* The function mask bit is in config space, which every client
+     * forwards: it still holds interrupts back. */
+    nvme_msix_set_control(tg->ctrl, true, true);
+    tg_submit(tg, 1, &f);
+    assert_true(tg_poll(tg, 1, &cqe, 2000));
+    assert_int_equal(tg->irqs[1], io_before + 1);
+    nvme_msix_set_control(tg->ctrl, true, false);
+    assert_int_equal(tg->irqs[1], io_before + 2);
+    /* A client writing the table takes over masking: vector 1 still
+     * carries its reset mask bit, vector 2's is cleared. */
+    nvme_msix_write(tg->ctrl, NVME_MSIX_TABLE_OFF + 0 * 16 + 12, 4, 0);
+    tg_submit(tg, 1, &f);
+    assert_true(tg_poll(tg, 1, &cqe, 2000));
+    assert_int_equal(tg->irqs[1], io_before + 2);
+    assert_int_equal(nvme_msix_read(tg->ctrl, NVME_MSIX_PBA_OFF, 8), 2);
+}
+
 static void test_msix_masking(void **state)
 {
     TestGuest *tg = *state;
@@ -688,6 +726,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_log_pages, setup_enabled,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_aer, setup_enabled, teardown),
+        cmocka_unit_test_setup_teardown(test_msix_table_emulated_by_vmm,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_msix_masking, setup_enabled,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_keep_alive, setup_enabled,

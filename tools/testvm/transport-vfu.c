@@ -287,7 +287,12 @@ Transport *transport_vfu_connect_opts(const char *path, bool map_without_fd,
     v->parent.ops = &vfu_ops;
     v->map_without_fd = map_without_fd;
     v->c = vfu_client_connect(path, errp);
-    if (!v->c || !vfu_client_negotiate(v->c, errp)) {
+    uint64_t mig_flags = 0;
+    /* As a VFIO VMM that migrates does at realize: read the device's
+     * migration flags, which tells the device its client takes part in
+     * migration (stormigd refuses to migrate for one that does not). */
+    if (!v->c || !vfu_client_negotiate(v->c, errp) ||
+        !vfu_client_mig_flags(v->c, &mig_flags, errp)) {
         error_prepend(errp, "vfio-user %s: ", path);
         vfu_client_free(v->c);
         free(v);
