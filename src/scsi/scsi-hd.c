@@ -261,8 +261,9 @@ static bool hd_realize(Device *dev, KeyVal *props, Error **errp)
     }
     hd->bus = bus_name ? scsi_bus_find(bus_name) : NULL;
     if (!hd->bus) {
-        error_set(errp, ERROR_CLASS_DEVICE_NOT_FOUND, "no SCSI bus '%s'",
-                  bus_name ? bus_name : "");
+        error_set(errp, ERROR_CLASS_DEVICE_NOT_FOUND,
+                  "bus '%s' names no SCSI controller (a controller must "
+                  "come before its disks)", bus_name ? bus_name : "");
         return false;
     }
     if (lun > UINT16_MAX) {
@@ -283,7 +284,10 @@ static void hd_unrealize(Device *dev)
     ScsiHd *hd = (ScsiHd *)dev;
     if (hd->lun.bus) {
         scsi_bus_remove_lun(hd->lun.bus, &hd->lun);
-    } else if (hd->blk) {
+    } else if (hd->lun.ops) {
+        /* Realize failed after scsi_lun_init(): nothing was submitted
+         * yet, but a LUN is only ever freed drained. Before it, hd->lun
+         * is all zeroes and has nothing to drain. */
         scsi_lun_drain(&hd->lun);
     }
     if (hd->blk) {

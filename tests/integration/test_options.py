@@ -72,6 +72,36 @@ def test_bad_options(env):
     expect_error(env, ["--monitor", "tcp:1.2.3.4:5"], "--monitor")
 
 
+def test_scsi_hd_refused(env):
+    """A scsi-hd that fails to realize is an error naming the property,
+    never a crash, whatever step of realize it failed at."""
+    img = env.image()
+    bd = ["--blockdev", f"driver=file,node-name=d0,filename={img}"]
+    ctrl = ["--device", "vhost-user-scsi,id=s0,socket=" +
+            env.path("s0.sock")]
+    hd = "scsi-hd,id=hd0,drive=d0,bus=s0"
+    cases = [
+        (ctrl + ["--device", "scsi-hd,id=hd0,drive=d0,bus=nope"],
+         ["bus 'nope'"]),
+        (["--device", hd] + ctrl, ["bus 's0'", "before its disks"]),
+        (ctrl + ["--device", hd + ",logical_block_size=1000"],
+         ["logical_block_size"]),
+        (ctrl + ["--device", hd + ",discard_granularity=100"],
+         ["discard_granularity"]),
+        (ctrl + ["--device", hd + ",serial=" + "S" * 37],
+         ["serial", "longer than 36"]),
+        (ctrl + ["--device", hd + ",vendor=VENDOR123"],
+         ["vendor", "longer than 8"]),
+        (ctrl + ["--device", hd + ",serial=caf\u00e9"],
+         ["serial", "printable ASCII"]),
+        (ctrl + ["--device", hd + ",vendor=\u00e9"],
+         ["vendor", "printable ASCII"]),
+        (ctrl + ["--device", hd + ",lun=70000"], ["lun 70000"]),
+    ]
+    for args, words in cases:
+        expect_error(env, bd + args, *words)
+
+
 def test_start_and_sigterm(env):
     img = env.image()
     d = env.daemon("a", ["--blockdev", f"driver=file,node-name=d0,"
@@ -84,5 +114,6 @@ def test_start_and_sigterm(env):
 run_tests({
     "help-version": test_help_version,
     "bad-options": test_bad_options,
+    "scsi-hd-refused": test_scsi_hd_refused,
     "start-sigterm": test_start_and_sigterm,
 })
