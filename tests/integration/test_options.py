@@ -70,6 +70,12 @@ def test_bad_options(env):
                  "already used by device", "pw0")
     expect_error(env, ["--incoming", "ftp:host"], "ftp:host")
     expect_error(env, ["--monitor", "tcp:1.2.3.4:5"], "--monitor")
+    mon = "unix:" + env.path("m.qmp")
+    expect_error(env, ["--monitor", mon + ",negotiation-timeout=0"],
+                 "negotiation-timeout")
+    expect_error(env, ["--monitor", mon + ",negotiation-timeout=soon"],
+                 "negotiation-timeout")
+    expect_error(env, ["--monitor", mon + ",idle=1"], "idle")
 
 
 def test_scsi_hd_refused(env):
