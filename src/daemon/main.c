@@ -101,13 +101,34 @@ static bool add_repeated(const char **arr, int *n, const char *val,
     return true;
 }
 
+/* Digits only, at most COMPAT_PART_MAX (sscanf's %u takes a sign and
+ * wraps on overflow). *end is set past the digits. */
+#define COMPAT_PART_MAX 65535u
+
+static bool parse_compat_part(const char *s, const char **end,
+                              unsigned *out)
+{
+    unsigned v = 0;
+    const char *p = s;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        v = v * 10 + (unsigned)(*p - '0');
+        if (v > COMPAT_PART_MAX) {
+            return false;
+        }
+    }
+    *end = p;
+    *out = v;
+    return p != s;
+}
+
 static bool parse_compat(const char *s)
 {
     unsigned major, minor;
-    char tail;
-    if (sscanf(s, "%u.%u%c", &major, &minor, &tail) != 2) {
-        fprintf(stderr, "stormigd: --compat-version wants X.Y, not '%s'\n",
-                s);
+    const char *p;
+    if (!parse_compat_part(s, &p, &major) || *p != '.' ||
+        !parse_compat_part(p + 1, &p, &minor) || *p) {
+        fprintf(stderr, "stormigd: --compat-version wants X.Y, two numbers "
+                "from 0 to %u, not '%s'\n", COMPAT_PART_MAX, s);
         return false;
     }
     device_set_compat_version(major, minor);

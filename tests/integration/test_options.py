@@ -1,6 +1,7 @@
 """stormigd command line: every bad option is a clear error and exit 1;
 --help and --version work."""
 
+import os
 import subprocess
 
 from qmp import check, run_tests
@@ -69,6 +70,22 @@ def test_bad_options(env):
                        ",drive=d0,serial=S0"],
                  "already used by device", "pw0")
     expect_error(env, ["--incoming", "ftp:host"], "ftp:host")
+    expect_error(env, ["--incoming", "tcp:127.0.0.1:99999999"],
+                 "tcp port '99999999' is out of range")
+    expect_error(env, ["--incoming", "tcp:127.0.0.1:65536"], "65536")
+    for v in ["99999999999.1", "-1.-1", "1.-1", "+1.2", "1.2x", "65536.0"]:
+        expect_error(env, ["--compat-version", v], "--compat-version", v)
+    for name in ["a:b", "1disk", "d" * 32, "disk/0", "-d"]:
+        expect_error(env, ["--blockdev", "driver=file,node-name=" + name +
+                           ",filename=" + img], "node-name", name)
+    sock = env.path("shared.sock")
+    expect_error(env, ["--device", "vhost-user-scsi,id=s0,socket=" + sock,
+                       "--device", "vhost-user-scsi,id=s1,socket=" +
+                       sock.replace("/shared", "//shared")],
+                 "socket=", "already the socket of another")
+    expect_error(env, ["--device", "vhost-user-scsi,id=s0,socket=" + img],
+                 "socket=", "is not a socket")
+    check(os.path.exists(img), "a file given as socket= is left alone")
     expect_error(env, ["--monitor", "tcp:1.2.3.4:5"], "--monitor")
     mon = "unix:" + env.path("m.qmp")
     expect_error(env, ["--monitor", mon + ",negotiation-timeout=0"],

@@ -607,6 +607,50 @@ static void test_unsealed_memory_refused(void **state)
     wait_completed(f, 1);
 }
 
+/* Two regions covering the same guest-physical bytes would make one
+ * address mean two host locations: the table is refused, whichever way
+ * they overlap. */
+static void test_overlapping_regions_refused(void **state)
+{
+    Fixture *f = *state;
+    /* Region 0 is [MEM_GPA, MEM_GPA + 16 KiB); region 1 overlaps it. */
+    static const struct { uint64_t gpa, size; } cases[] = {
+        { MEM_GPA, 0x4000 },                /* the same */
+        { MEM_GPA + 0x3000, 0x2000 },       /* its tail */
+        { MEM_GPA - 0x1000, 0x2000 },       /* its head */
+        { MEM_GPA + 0x1000, 0x1000 },       /* inside it */
+        { MEM_GPA - 0x1000, 0x6000 },       /* around it */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        negotiate(f, 0);
+        VhostUserMemory m = { .nregions = 2 };
+        m.regions[0] = (VhostUserMemRegion){ MEM_GPA, 0x4000, MEM_UVA, 0 };
+        m.regions[1] = (VhostUserMemRegion){ cases[i].gpa, cases[i].size,
+                                             MEM_UVA + MEM_SIZE, 0 };
+        int fds[2] = { f->memfd, f->memfd };
+        stderr_begin();
+        assert_true(vuc_send(f->sock, VHOST_USER_SET_MEM_TABLE,
+                             VHOST_USER_NEED_REPLY_MASK, &m,
+                             8 + 2 * sizeof(m.regions[0]), fds, 2));
+        bool closed = vuc_closed(f->loop, f->sock);
+        const char *log = stderr_end();
+        if (!closed) {
+            fail_msg("case %zu: overlapping regions accepted", i);
+        }
+        assert_non_null(strstr(log, "overlapping memory regions"));
+        reconnect(f);
+    }
+    /* Adjacent regions are fine. */
+    negotiate(f, 0);
+    VhostUserMemory m = { .nregions = 2 };
+    m.regions[0] = (VhostUserMemRegion){ MEM_GPA, 4096, MEM_UVA, 0 };
+    m.regions[1] = (VhostUserMemRegion){ MEM_GPA + 4096, 4096,
+                                         MEM_UVA + 4096, 4096 };
+    int fds[2] = { f->memfd, f->memfd };
+    assert_int_equal(send_acked(f, VHOST_USER_SET_MEM_TABLE, &m,
+                                8 + 2 * sizeof(m.regions[0]), fds, 2), 0);
+}
+
 /* ---- malformed messages: each closes the connection, the back end
  * stays up and serves the next one ---- */
 
@@ -702,6 +746,8 @@ int main(void)
         cmocka_unit_test(test_no_dirty_log_offered),
         cmocka_unit_test_setup_teardown(test_unsealed_memory_refused, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_overlapping_regions_refused,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_messages, setup,
                                         teardown),
     };
