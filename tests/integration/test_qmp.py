@@ -41,6 +41,13 @@ def test_basics(env):
     expect_qmp_error(d, "GenericError", "migrate")
     expect_qmp_error(d, "GenericError", "migrate", uri="ftp:x")
     expect_qmp_error(d, "GenericError", "query-status", extra=1)
+    # null is a type error, not "absent" (vmm-stop: null once meant false).
+    desc = expect_qmp_error(d, "GenericError", "migrate",
+                            uri="unix:" + env.path("nobody-listens"),
+                            **{"vmm-stop": None})
+    check("'vmm-stop', expected: boolean" in desc, desc)
+    check(d.cmd("query-migrate") == {"status": "none"},
+          "a refused migrate command starts nothing")
     desc = expect_qmp_error(d, "GenericError", "migrate-incoming",
                             uri="unix:" + env.path("x"))
     check("incoming" in desc, desc)
