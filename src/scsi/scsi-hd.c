@@ -318,11 +318,26 @@ static const VMStateField hd_vmstate_fields[] = {
     VMSTATE_BOOL(wce, ScsiHd),
     VMSTATE_BOOL(stopped, ScsiHd),
     VMSTATE_BOOL(ua_pending, ScsiHd),
-    VMSTATE_UINT8(ua_key, ScsiHd),
+    /* A sense key is 4 bits (SPC-4 4.5.3, Table 28). */
+    VMSTATE_UINT8_MAX(ua_key, ScsiHd, 0xf),
     VMSTATE_UINT8(ua_asc, ScsiHd),
     VMSTATE_UINT8(ua_ascq, ScsiHd),
     VMSTATE_END_OF_LIST(),
 };
+
+/* Every unit attention this device raises carries the UNIT ATTENTION
+ * sense key (SAM-5 5.14); a stream saying otherwise is not ours. */
+static bool hd_post_load(void *opaque, int version_id, Error **errp)
+{
+    ScsiHd *hd = opaque;
+    if (hd->ua_pending && hd->ua_key != SCSI_SENSE_KEY_UNIT_ATTENTION) {
+        error_setg(errp, "%s: ua_key 0x%x of the pending unit attention is "
+                   "not UNIT ATTENTION (0x%x)", hd->dev.id, hd->ua_key,
+                   SCSI_SENSE_KEY_UNIT_ATTENTION);
+        return false;
+    }
+    return true;
+}
 
 /* What the guest can observe beyond the image: the write cache setting,
  * a stopped unit, and a unit attention not yet reported. */
@@ -330,6 +345,7 @@ static const VMStateDescription scsi_hd_vmsd = {
     .name = "scsi-hd",
     .version_id = 1,
     .minimum_version_id = 1,
+    .post_load = hd_post_load,
     .fields = hd_vmstate_fields,
 };
 
