@@ -86,6 +86,18 @@ def test_bad_options(env):
     expect_error(env, ["--device", "vhost-user-scsi,id=s0,socket=" + img],
                  "socket=", "is not a socket")
     check(os.path.exists(img), "a file given as socket= is left alone")
+    nvme = ("nvme,id=n0,socket=" + env.path("n0.sock") +
+            ",drive=d0,serial=S0")
+    for opt, says in [("num-queues=0", "num-queues=0 is not in 1.."),
+                      ("num-queues=65", "num-queues=65 is not in 1.."),
+                      ("mqes=1", "mqes=1 is not in 2..4096"),
+                      ("lbads=10", "lbads=10 is neither 9 nor 12"),
+                      ("dstrd=9", "dstrd=9 is not in 0..4")]:
+        expect_error(env, ["--blockdev", bd, "--device", nvme + "," + opt],
+                     says)
+    expect_error(env, ["--blockdev", bd, "--device",
+                       nvme.replace("drive=d0", "drive=d0:nope")],
+                 "drive: no block node 'nope'")
     expect_error(env, ["--monitor", "tcp:1.2.3.4:5"], "--monitor")
     mon = "unix:" + env.path("m.qmp")
     expect_error(env, ["--monitor", mon + ",negotiation-timeout=0"],
