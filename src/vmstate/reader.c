@@ -175,7 +175,7 @@ bool vms_read_end(VMSReader *r)
 static bool parse_description(VMSReader *r, const char *text, uint32_t len,
                               json_object **desc)
 {
-    json_tokener *tok = json_tokener_new();
+    json_tokener *tok = json_tokener_new_ex(VMS_DESCRIPTION_JSON_DEPTH);
     if (!tok) {
         return vms_fail(r, VMSTATE_E_NO_MEMORY, "out of memory");
     }
