@@ -82,7 +82,19 @@ def test_bad_options(env):
     expect_error(env, ["--device", "vhost-user-scsi,id=s0,socket=" + sock,
                        "--device", "vhost-user-scsi,id=s1,socket=" +
                        sock.replace("/shared", "//shared")],
-                 "socket=", "already the socket of another")
+                 "socket=", "already used by device 's0'")
+    expect_error(env, ["--blockdev", bd, "--device",
+                       "vhost-user-scsi,id=s0,socket=" + sock, "--device",
+                       "nvme,id=n0,drive=d0,serial=S0,socket=" +
+                       sock.replace("/shared", "/./shared")],
+                 "socket=", "already used by device 's0'")
+    expect_error(env, ["--blockdev", bd, "--blockdev",
+                       "driver=file,node-name=d1,filename=" +
+                       env.image("other.img"),
+                       "--device", "nvme,id=n0,drive=d0,serial=S0,socket=" +
+                       sock, "--device",
+                       "nvme,id=n1,drive=d1,serial=S1,socket=" + sock],
+                 "socket=", "already used by device 'n0'")
     expect_error(env, ["--device", "vhost-user-scsi,id=s0,socket=" + img],
                  "socket=", "is not a socket")
     check(os.path.exists(img), "a file given as socket= is left alone")
