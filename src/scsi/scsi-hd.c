@@ -238,7 +238,7 @@ static bool hd_realize_props(ScsiHd *hd, KeyVal *props, uint32_t *lun,
     hd->blk = blk_by_name(drive);
     if (!hd->blk) {
         error_set(errp, ERROR_CLASS_DEVICE_NOT_FOUND,
-                  "no block node '%s'", drive);
+                  "drive: no block node '%s'", drive);
         return false;
     }
     if (!blk_claim(hd->blk, hd->dev.id, errp)) {

@@ -144,6 +144,8 @@ def test_scsi_hd_refused(env):
         (ctrl + ["--device", hd + ",vendor=\u00e9"],
          ["vendor", "printable ASCII"]),
         (ctrl + ["--device", hd + ",lun=70000"], ["lun 70000"]),
+        (ctrl + ["--device", hd.replace("drive=d0", "drive=nope")],
+         ["drive: no block node 'nope'"]),
     ]
     for args, words in cases:
         expect_error(env, bd + args, *words)
