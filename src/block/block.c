@@ -3,6 +3,7 @@
 #include "block/ownership.h"
 #include "util/log.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -114,10 +115,36 @@ static uint32_t probe_direct_alignment(int fd)
     return (n < 0 && errno == EINVAL) ? 4096 : 512;
 }
 
+/* QEMU's rule for node names (id_wellformed(), node_name[32]): a
+ * letter, then letters, digits, '-', '.' or '_', at most 31 in all.
+ * Anything else could not be named in a device's drive= property. */
+#define BLK_NODE_NAME_MAX 31
+
+static bool node_name_ok(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > BLK_NODE_NAME_MAX ||
+        !isalpha((unsigned char)*name)) {
+        return false;
+    }
+    for (const char *p = name; *p; p++) {
+        if (!isalnum((unsigned char)*p) && !strchr("-._", *p)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool check_options(const BlockOpenOptions *opts, Error **errp)
 {
     if (!opts->node_name || !opts->node_name[0]) {
         error_setg(errp, "block backend needs a node name");
+        return false;
+    }
+    if (!node_name_ok(opts->node_name)) {
+        error_setg(errp, "node-name '%s' must start with a letter and hold "
+                   "only letters, digits, '-', '.' and '_', at most %d "
+                   "characters", opts->node_name, BLK_NODE_NAME_MAX);
         return false;
     }
     if (!opts->filename || !opts->filename[0]) {

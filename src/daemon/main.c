@@ -65,7 +65,10 @@ static void usage(void)
 "  --blockdev driver=file,node-name=NODE,filename=FILE[,read-only=on]\n"
 "             [,cache.direct=on][,discard=unmap]   open a disk image\n"
 "  --device TYPE,id=ID[,prop=value...]   create a device (--device help)\n"
-"  --monitor unix:PATH           QMP monitor socket\n"
+"  --monitor unix:PATH[,negotiation-timeout=SECONDS]\n"
+"                                QMP monitor socket; clients that send no\n"
+"                                qmp_capabilities within SECONDS (30) are\n"
+"                                dropped\n"
 "  --incoming URI|defer          wait for a migration (unix:PATH,\n"
 "                                tcp:HOST:PORT, file:PATH)\n"
 "  --name NAME                   tag for log lines\n"
@@ -98,13 +101,34 @@ static bool add_repeated(const char **arr, int *n, const char *val,
     return true;
 }
 
+/* Digits only, at most COMPAT_PART_MAX (sscanf's %u takes a sign and
+ * wraps on overflow). *end is set past the digits. */
+#define COMPAT_PART_MAX 65535u
+
+static bool parse_compat_part(const char *s, const char **end,
+                              unsigned *out)
+{
+    unsigned v = 0;
+    const char *p = s;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        v = v * 10 + (unsigned)(*p - '0');
+        if (v > COMPAT_PART_MAX) {
+            return false;
+        }
+    }
+    *end = p;
+    *out = v;
+    return p != s;
+}
+
 static bool parse_compat(const char *s)
 {
     unsigned major, minor;
-    char tail;
-    if (sscanf(s, "%u.%u%c", &major, &minor, &tail) != 2) {
-        fprintf(stderr, "stormigd: --compat-version wants X.Y, not '%s'\n",
-                s);
+    const char *p;
+    if (!parse_compat_part(s, &p, &major) || *p != '.' ||
+        !parse_compat_part(p + 1, &p, &minor) || *p) {
+        fprintf(stderr, "stormigd: --compat-version wants X.Y, two numbers "
+                "from 0 to %u, not '%s'\n", COMPAT_PART_MAX, s);
         return false;
     }
     device_set_compat_version(major, minor);

@@ -2,6 +2,9 @@
 #include "device/device.h"
 #include "util/log.h"
 
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,6 +72,41 @@ static void device_append(Device *dev)
     *p = dev;
 }
 
+/* path with its directory resolved, so "/a//b.sock" and "/a/b.sock"
+ * compare equal; path itself when the directory does not resolve. */
+static char *socket_key(const char *path)
+{
+    char *dir_copy = strdup(path), *base_copy = strdup(path), *key = NULL;
+    char dir[PATH_MAX];
+    if (dir_copy && base_copy && realpath(dirname(dir_copy), dir) &&
+        asprintf(&key, "%s/%s", dir, basename(base_copy)) < 0) {
+        key = NULL;
+    }
+    free(dir_copy);
+    free(base_copy);
+    return key ? key : strdup(path);
+}
+
+bool device_claim_socket(Device *dev, const char *path, Error **errp)
+{
+    char *key = socket_key(path);
+    if (!key) {
+        error_setg(errp, "out of memory");
+        return false;
+    }
+    for (Device *d = devices; d; d = d->next) {
+        if (d->socket_key && strcmp(d->socket_key, key) == 0) {
+            error_setg(errp, "socket=%s is already used by device '%s'",
+                       path, d->id);
+            free(key);
+            return false;
+        }
+    }
+    free(dev->socket_key);
+    dev->socket_key = key;
+    return true;
+}
+
 Device *device_create(const char *optstr, EventLoop *loop, Error **errp)
 {
     KeyVal *kv = keyval_parse(optstr, "driver", errp);
@@ -101,6 +139,7 @@ Device *device_create(const char *optstr, EventLoop *loop, Error **errp)
             if (cls->unrealize) {
                 cls->unrealize(dev);
             }
+            free(dev->socket_key);
             free(dev->id);
             free(dev);
             dev = NULL;
@@ -126,6 +165,7 @@ void device_destroy(Device *dev)
     if (dev->cls->unrealize) {
         dev->cls->unrealize(dev);
     }
+    free(dev->socket_key);
     free(dev->id);
     free(dev);
 }

@@ -65,6 +65,7 @@ struct Device {
     const DeviceClass *cls;
     char *id;
     EventLoop *loop;                /* the daemon's main loop */
+    char *socket_key;               /* device_claim_socket(), or NULL */
     Device *next;
 };
 
@@ -75,6 +76,11 @@ const DeviceClass *device_class_next(const DeviceClass *cls);
 
 /* Parses "TYPE,id=ID,key=value,..." and realizes the device. */
 Device *device_create(const char *optstr, EventLoop *loop, Error **errp);
+
+/* For realize: dev listens on the unix socket path (its socket=). A path
+ * another device already listens on, however spelt, is refused naming
+ * that device. Released when dev is destroyed or fails to realize. */
+bool device_claim_socket(Device *dev, const char *path, Error **errp);
 void device_destroy(Device *dev);
 void device_destroy_all(void);
 

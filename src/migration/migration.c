@@ -12,7 +12,7 @@ MigState mig = { .connect_fd = -1, .listen_fd = -1 };
 MigGlobalState mig_global;
 
 static const VMStateField global_fields[] = {
-    VMSTATE_UINT8(running, MigGlobalState),
+    VMSTATE_UINT8_MAX(running, MigGlobalState, 1),     /* a flag */
     VMSTATE_END_OF_LIST(),
 };
 

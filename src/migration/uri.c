@@ -23,9 +23,17 @@ static bool parse_tcp(const char *rest, MigUri *out, Error **errp)
         host++;
         host_len -= 2;
     }
+    unsigned long port = 0;
     for (const char *p = colon + 1; *p; p++) {
         if (*p < '0' || *p > '9') {
             error_setg(errp, "bad tcp port '%s'", colon + 1);
+            return false;
+        }
+        port = port * 10 + (unsigned long)(*p - '0');
+        if (port > 65535) {
+            /* getaddrinfo() would take it modulo 65536. */
+            error_setg(errp, "tcp port '%s' is out of range (0 to 65535)",
+                       colon + 1);
             return false;
         }
     }

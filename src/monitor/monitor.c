@@ -5,6 +5,7 @@
 #include "monitor/monitor-int.h"
 #include "monitor/qmp-stream.h"
 #include "util/bytes.h"
+#include "util/keyval.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -22,6 +23,10 @@
 /* Output a client leaves unread beyond this gets it dropped. */
 #define MONITOR_MAX_BACKLOG (4u << 20)
 #define MONITOR_MAX_CLIENTS 64
+/* Seconds a new client has to complete qmp_capabilities: clients that
+ * never negotiate must not hold the slots an operator needs. */
+#define MONITOR_NEGOTIATION_TIMEOUT_DEFAULT 30
+#define MONITOR_NEGOTIATION_TIMEOUT_MAX 86400
 #define MONITOR_READ_CHUNK 65536
 
 typedef struct MonitorClient {
@@ -35,6 +40,7 @@ typedef struct MonitorClient {
     size_t out_sent;        /* bytes of out already written */
     int busy;               /* inside one of its handlers: free later */
     bool dead;
+    uint64_t negotiation_timer; /* 0 once negotiated (or closed) */
     struct MonitorClient *next;
 } MonitorClient;
 
@@ -45,6 +51,7 @@ struct Monitor {
     MonitorClient *clients;
     unsigned n_clients;
     unsigned next_client_id;
+    unsigned negotiation_timeout_s;
     Monitor *next;
 };
 
@@ -81,6 +88,10 @@ static void client_close(MonitorClient *c, const char *why)
     }
     log_ratelimited(LOG_INFO, "monitor: client %u %s", c->id, why);
     c->dead = true;
+    if (c->negotiation_timer) {
+        loop_del_timer(c->loop, c->negotiation_timer);
+        c->negotiation_timer = 0;
+    }
     loop_del_fd(c->loop, c->fd);
     close(c->fd);
     c->fd = -1;
@@ -166,6 +177,10 @@ static bool client_on_value(json_object *value, const Error *parse_err,
         rsp = qmp_error_response(parse_err, NULL);
     } else {
         rsp = qmp_session_dispatch(&c->session, value);
+        if (c->session.negotiated && c->negotiation_timer) {
+            loop_del_timer(c->loop, c->negotiation_timer);
+            c->negotiation_timer = 0;
+        }
     }
     client_send(c, rsp);
     json_object_put(rsp);
@@ -232,6 +247,59 @@ static json_object *greeting(void)
     return g;
 }
 
+/* Sends {"error": ...} with a GenericError desc; the client is closed
+ * after it by the caller. */
+static void client_send_error(MonitorClient *c, const char *desc)
+{
+    Error *err = NULL;
+    error_setg(&err, "%s", desc);
+    json_object *rsp = qmp_error_response(err, NULL);
+    client_send(c, rsp);
+    json_object_put(rsp);
+    error_free(err);
+}
+
+static int64_t client_negotiation_expired(EventLoop *loop, uint64_t id,
+                                          void *opaque)
+{
+    MonitorClient *c = opaque;
+    char desc[160];
+    c->negotiation_timer = 0;
+    snprintf(desc, sizeof(desc), "no qmp_capabilities within %u s "
+             "(negotiation-timeout): disconnecting",
+             c->mon ? c->mon->negotiation_timeout_s : 0);
+    c->busy++;
+    client_send_error(c, desc);
+    client_close(c, "disconnected: it never completed negotiation");
+    c->busy--;
+    if (c->dead && !c->busy) {
+        client_free(c);
+    }
+    return LOOP_TIMER_DONE;
+}
+
+/* A connection over the limit is told why before it is closed, so an
+ * operator locked out sees the reason instead of a silent hang-up. */
+static void monitor_refuse_client(Monitor *mon, int fd)
+{
+    Error *err = NULL;
+    error_setg(&err, "too many monitor clients (%u connected); clients "
+               "that do not negotiate are dropped after %u s "
+               "(negotiation-timeout)", mon->n_clients,
+               mon->negotiation_timeout_s);
+    json_object *rsp = qmp_error_response(err, NULL);
+    char text[512];
+    int len = snprintf(text, sizeof(text), "%s\r\n", to_wire(rsp));
+    json_object_put(rsp);
+    error_free(err);
+    /* Best effort: a fresh socket has room for one short line. */
+    if (len > 0 && (size_t)len < sizeof(text) &&
+        send(fd, text, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+        log_ratelimited(LOG_INFO, "monitor: refused client went away");
+    }
+    close(fd);
+}
+
 static void monitor_add_client(Monitor *mon, int fd)
 {
     MonitorClient *c = calloc(1, sizeof(*c));
@@ -256,6 +324,9 @@ static void monitor_add_client(Monitor *mon, int fd)
     c->next = mon->clients;
     mon->clients = c;
     mon->n_clients++;
+    c->negotiation_timer = loop_add_timer(
+        mon->loop, (uint64_t)mon->negotiation_timeout_s * 1000,
+        client_negotiation_expired, c);
     log_ratelimited(LOG_INFO, "monitor: client %u connected", c->id);
     json_object *g = greeting();
     c->busy++;
@@ -283,7 +354,7 @@ static void monitor_on_accept(EventLoop *loop, int fd, int mask,
         if (mon->n_clients >= MONITOR_MAX_CLIENTS) {
             log_ratelimited(LOG_WARN, "monitor: %s: too many clients, "
                             "refusing one", mon->path);
-            close(cfd);
+            monitor_refuse_client(mon, cfd);
             continue;
         }
         monitor_add_client(mon, cfd);
@@ -322,17 +393,47 @@ static int listen_unix(const char *path, Error **errp)
     return fd;
 }
 
+/* "unix:PATH[,negotiation-timeout=SECONDS]" into *path and *timeout_s. */
+static bool monitor_parse(const char *uri, char **path, unsigned *timeout_s,
+                          Error **errp)
+{
+    KeyVal *kv = keyval_parse(uri ? uri : "", "address", errp);
+    if (!kv) {
+        return false;
+    }
+    const char *addr = keyval_get(kv, "address");
+    uint32_t secs;
+    bool ok = false;
+    if (!addr || strncmp(addr, "unix:", 5) != 0) {
+        error_setg(errp, "monitor address '%s' is not unix:PATH",
+                   addr ? addr : "");
+    } else if (keyval_get_u32(kv, "negotiation-timeout",
+                              MONITOR_NEGOTIATION_TIMEOUT_DEFAULT, &secs,
+                              errp) &&
+               keyval_check_all_used(kv, "monitor", errp)) {
+        if (secs == 0 || secs > MONITOR_NEGOTIATION_TIMEOUT_MAX) {
+            error_setg(errp, "negotiation-timeout must be 1 to %u seconds",
+                       MONITOR_NEGOTIATION_TIMEOUT_MAX);
+        } else if (!(*path = strdup(addr + 5))) {
+            error_setg(errp, "out of memory");
+        } else {
+            *timeout_s = secs;
+            ok = true;
+        }
+    }
+    keyval_free(kv);
+    return ok;
+}
+
 Monitor *monitor_open(EventLoop *loop, const char *uri, Error **errp)
 {
-    if (!uri || strncmp(uri, "unix:", 5) != 0) {
-        error_setg(errp, "monitor address '%s' is not unix:PATH",
-                   uri ? uri : "");
+    Monitor *mon = calloc(1, sizeof(*mon));
+    if (!mon) {
+        error_setg(errp, "out of memory");
         return NULL;
     }
-    Monitor *mon = calloc(1, sizeof(*mon));
-    if (!mon || !(mon->path = strdup(uri + 5))) {
+    if (!monitor_parse(uri, &mon->path, &mon->negotiation_timeout_s, errp)) {
         free(mon);
-        error_setg(errp, "out of memory");
         return NULL;
     }
     mon->loop = loop;

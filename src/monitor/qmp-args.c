@@ -7,16 +7,31 @@
 #include <stdint.h>
 #include <string.h>
 
+static void arg_type_error(const char *name, const char *expected,
+                           Error **errp)
+{
+    error_setg(errp, "Invalid parameter type for '%s', expected: %s",
+               name, expected);
+}
+
 /*
  * Finds member name. Returns false (with *member NULL) only on error;
- * returns true with *member NULL when it is absent and optional.
+ * returns true with *member NULL when it is absent and optional. A member
+ * present as null is not absent: json-c hands it over as NULL, and QEMU
+ * calls it a type error.
  */
 static bool arg_lookup(json_object *args, const char *name, bool optional,
-                       json_object **member, Error **errp)
+                       const char *expected, json_object **member,
+                       Error **errp)
 {
+    bool present = false;
     *member = NULL;
     if (args && json_object_is_type(args, json_type_object)) {
-        json_object_object_get_ex(args, name, member);
+        present = json_object_object_get_ex(args, name, member);
+    }
+    if (present && !*member) {
+        arg_type_error(name, expected, errp);
+        return false;
     }
     if (!*member && !optional) {
         error_setg(errp, "Parameter '%s' is missing", name);
@@ -25,18 +40,11 @@ static bool arg_lookup(json_object *args, const char *name, bool optional,
     return true;
 }
 
-static void arg_type_error(const char *name, const char *expected,
-                           Error **errp)
-{
-    error_setg(errp, "Invalid parameter type for '%s', expected: %s",
-               name, expected);
-}
-
 bool qmp_arg_str(json_object *args, const char *name, bool optional,
                  const char **out, Error **errp)
 {
     json_object *v;
-    if (!arg_lookup(args, name, optional, &v, errp)) {
+    if (!arg_lookup(args, name, optional, "string", &v, errp)) {
         return false;
     }
     if (!v) {
@@ -61,7 +69,7 @@ bool qmp_arg_bool(json_object *args, const char *name, bool optional,
                   bool *out, Error **errp)
 {
     json_object *v;
-    if (!arg_lookup(args, name, optional, &v, errp)) {
+    if (!arg_lookup(args, name, optional, "boolean", &v, errp)) {
         return false;
     }
     if (!v) {
@@ -79,7 +87,7 @@ bool qmp_arg_int(json_object *args, const char *name, bool optional,
                  int64_t *out, Error **errp)
 {
     json_object *v;
-    if (!arg_lookup(args, name, optional, &v, errp)) {
+    if (!arg_lookup(args, name, optional, "integer", &v, errp)) {
         return false;
     }
     if (!v) {

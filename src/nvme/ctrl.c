@@ -364,18 +364,18 @@ static bool nvme_add_namespace(NvmeCtrl *ctrl, const char *name,
 {
     BlockBackend *blk = blk_by_name(name);
     if (!blk) {
-        error_setg(errp, "nvme: no block backend '%s'", name);
+        error_setg(errp, "nvme: drive: no block node '%s'", name);
         return false;
     }
     if (ctrl->nr_ns == NVME_MAX_NAMESPACES) {
-        error_setg(errp, "nvme: at most %d namespaces",
+        error_setg(errp, "nvme: drive: at most %d namespaces",
                    NVME_MAX_NAMESPACES);
         return false;
     }
     uint32_t lbsz = 1u << ctrl->lbads;
     if (blk_alignment(blk) > lbsz || blk_size(blk) < lbsz) {
-        error_setg(errp, "nvme: backend '%s' is smaller than or not aligned "
-                   "to the %u-byte LBA size", name, lbsz);
+        error_setg(errp, "nvme: drive: node '%s' is smaller than or not "
+                   "aligned to the %u-byte LBA size (lbads)", name, lbsz);
         return false;
     }
     if (!blk_attach_loop(blk, ctrl->loop, errp)) {
@@ -433,10 +433,21 @@ static bool nvme_parse_props(NvmeCtrl *ctrl, KeyVal *props, Error **errp)
         error_setg(errp, "nvme: drive= is required");
         return false;
     }
-    if (nq < 1 || nq > NVME_MAX_QUEUES - 1 || mqes < 2 || mqes > 4096 ||
-        (lbads != 9 && lbads != 12) || dstrd > 4) {
-        error_setg(errp, "nvme: num-queues must be 1..%d, mqes 2..4096, "
-                   "lbads 9 or 12, dstrd 0..4", NVME_MAX_QUEUES - 1);
+    if (nq < 1 || nq > NVME_MAX_QUEUES - 1) {
+        error_setg(errp, "nvme: num-queues=%u is not in 1..%d", nq,
+                   NVME_MAX_QUEUES - 1);
+        return false;
+    }
+    if (mqes < 2 || mqes > 4096) {
+        error_setg(errp, "nvme: mqes=%u is not in 2..4096", mqes);
+        return false;
+    }
+    if (lbads != 9 && lbads != 12) {
+        error_setg(errp, "nvme: lbads=%u is neither 9 nor 12", lbads);
+        return false;
+    }
+    if (dstrd > 4) {
+        error_setg(errp, "nvme: dstrd=%u is not in 0..4", dstrd);
         return false;
     }
     strcpy(ctrl->serial, serial);

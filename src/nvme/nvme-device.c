@@ -299,6 +299,9 @@ static bool nvme_dev_realize(Device *dev, KeyVal *props, Error **errp)
         error_setg(errp, "nvme needs socket=PATH");
         return false;
     }
+    if (!device_claim_socket(dev, socket, errp)) {
+        return false;
+    }
     d->socket = strdup(socket);
     d->vfu_running = true;
     if (!nvme_dev_claim(d, keyval_get(props, "drive"), errp)) {

@@ -238,7 +238,7 @@ static bool hd_realize_props(ScsiHd *hd, KeyVal *props, uint32_t *lun,
     hd->blk = blk_by_name(drive);
     if (!hd->blk) {
         error_set(errp, ERROR_CLASS_DEVICE_NOT_FOUND,
-                  "no block node '%s'", drive);
+                  "drive: no block node '%s'", drive);
         return false;
     }
     if (!blk_claim(hd->blk, hd->dev.id, errp)) {
@@ -261,8 +261,9 @@ static bool hd_realize(Device *dev, KeyVal *props, Error **errp)
     }
     hd->bus = bus_name ? scsi_bus_find(bus_name) : NULL;
     if (!hd->bus) {
-        error_set(errp, ERROR_CLASS_DEVICE_NOT_FOUND, "no SCSI bus '%s'",
-                  bus_name ? bus_name : "");
+        error_set(errp, ERROR_CLASS_DEVICE_NOT_FOUND,
+                  "bus '%s' names no SCSI controller (a controller must "
+                  "come before its disks)", bus_name ? bus_name : "");
         return false;
     }
     if (lun > UINT16_MAX) {
@@ -283,7 +284,10 @@ static void hd_unrealize(Device *dev)
     ScsiHd *hd = (ScsiHd *)dev;
     if (hd->lun.bus) {
         scsi_bus_remove_lun(hd->lun.bus, &hd->lun);
-    } else if (hd->blk) {
+    } else if (hd->lun.ops) {
+        /* Realize failed after scsi_lun_init(): nothing was submitted
+         * yet, but a LUN is only ever freed drained. Before it, hd->lun
+         * is all zeroes and has nothing to drain. */
         scsi_lun_drain(&hd->lun);
     }
     if (hd->blk) {
@@ -314,11 +318,26 @@ static const VMStateField hd_vmstate_fields[] = {
     VMSTATE_BOOL(wce, ScsiHd),
     VMSTATE_BOOL(stopped, ScsiHd),
     VMSTATE_BOOL(ua_pending, ScsiHd),
-    VMSTATE_UINT8(ua_key, ScsiHd),
+    /* A sense key is 4 bits (SPC-4 4.5.3, Table 28). */
+    VMSTATE_UINT8_MAX(ua_key, ScsiHd, 0xf),
     VMSTATE_UINT8(ua_asc, ScsiHd),
     VMSTATE_UINT8(ua_ascq, ScsiHd),
     VMSTATE_END_OF_LIST(),
 };
+
+/* Every unit attention this device raises carries the UNIT ATTENTION
+ * sense key (SAM-5 5.14); a stream saying otherwise is not ours. */
+static bool hd_post_load(void *opaque, int version_id, Error **errp)
+{
+    ScsiHd *hd = opaque;
+    if (hd->ua_pending && hd->ua_key != SCSI_SENSE_KEY_UNIT_ATTENTION) {
+        error_setg(errp, "%s: ua_key 0x%x of the pending unit attention is "
+                   "not UNIT ATTENTION (0x%x)", hd->dev.id, hd->ua_key,
+                   SCSI_SENSE_KEY_UNIT_ATTENTION);
+        return false;
+    }
+    return true;
+}
 
 /* What the guest can observe beyond the image: the write cache setting,
  * a stopped unit, and a unit attention not yet reported. */
@@ -326,6 +345,7 @@ static const VMStateDescription scsi_hd_vmsd = {
     .name = "scsi-hd",
     .version_id = 1,
     .minimum_version_id = 1,
+    .post_load = hd_post_load,
     .fields = hd_vmstate_fields,
 };
 

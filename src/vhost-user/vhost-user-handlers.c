@@ -5,9 +5,12 @@
 #include "util/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 static VuResult violation(VhostUserDev *dev, const char *reason)
@@ -101,6 +104,25 @@ static VuResult h_set_protocol_features(VhostUserDev *dev, VhostUserMsg *msg)
 
 /* ---- memory table ---- */
 
+/*
+ * A front end that shrinks the file behind one of our mappings makes our
+ * next access there fault with SIGBUS, so its size is checked once at map
+ * time and must then stay. A memfd or tmpfs file must be sealed against
+ * shrinking (F_SEAL_SHRINK): QEMU's memory-backend-memfd (seal=on by
+ * default) and its dirty log memfd are. hugetlbfs files
+ * (memory-backend-file on /dev/hugepages) cannot be sealed and are taken
+ * on trust (docs/design.md, "Guest memory a front end can shrink").
+ */
+static bool fd_cannot_shrink(int fd)
+{
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals >= 0 && (seals & F_SEAL_SHRINK)) {
+        return true;
+    }
+    struct statfs sfs;
+    return fstatfs(fd, &sfs) == 0 && sfs.f_type == HUGETLBFS_MAGIC;
+}
+
 static bool map_region(const VhostUserMemRegion *r, int fd, VuMapping *m,
                        GuestRegion *g, const char **why)
 {
@@ -113,6 +135,11 @@ static bool map_region(const VhostUserMemRegion *r, int fd, VuMapping *m,
     /* A region past the end of its file would fault (SIGBUS) on access. */
     if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < end) {
         *why = "memory region beyond the end of its file";
+        return false;
+    }
+    if (!fd_cannot_shrink(fd)) {
+        *why = "memory region fd not sealed against shrinking "
+               "(F_SEAL_SHRINK): use a sealed memfd or hugetlbfs";
         return false;
     }
     void *p = mmap(NULL, end, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -217,6 +244,10 @@ static VuResult h_set_log_base(VhostUserDev *dev, VhostUserMsg *msg)
     if (l->mmap_size == 0 || end < l->mmap_offset || end > SIZE_MAX ||
         fstat(fd, &st) < 0 || (uint64_t)st.st_size < end) {
         return violation(dev, "bad dirty log size");
+    }
+    if (!fd_cannot_shrink(fd)) {
+        return violation(dev, "dirty log fd not sealed against shrinking "
+                              "(F_SEAL_SHRINK)");
     }
     void *p = mmap(NULL, end, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {

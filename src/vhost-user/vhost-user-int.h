@@ -6,6 +6,8 @@
 #include "vhost-user/vhost-user.h"
 #include "vhost-user/vhost-user-proto.h"
 
+#include <sys/types.h>
+
 typedef struct VuQueue {
     VirtQueue vq;               /* data loop only, after setup */
     VhostUserDev *dev;
@@ -41,6 +43,11 @@ struct VhostUserDev {
     EventLoop *data_loop;
 
     int listen_fd;
+    /* The socket file while it is ours: another device must not unlink
+     * it (main loop only). */
+    dev_t socket_dev;
+    ino_t socket_ino;
+    struct VhostUserDev *next_listening;
     int conn_fd;
     bool feed_mode;             /* bytes come from vhost_user_dev_feed */
     bool conn_open;

@@ -365,6 +365,9 @@ static bool vus_read_props(VhostUserScsi *s, KeyVal *props, Error **errp)
         error_setg(errp, "vhost-user-scsi needs socket=PATH");
         return false;
     }
+    if (!device_claim_socket(&s->parent, path, errp)) {
+        return false;
+    }
     /* 2 fixed queues plus the request queues, at most 256 in all. */
     if (s->num_queues == 0 || s->num_queues > 254) {
         error_setg(errp, "num-queues must be 1..254");

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -648,11 +649,39 @@ static void listen_readable(EventLoop *loop, int fd, int mask, void *opaque)
     log_info("vhost-user %s: front end connected", dev->socket_path);
 }
 
-static int listen_unix(const char *path, Error **errp)
+/* Devices listening on a socket file of theirs (main loop only). */
+static VhostUserDev *listening_devs;
+
+/* The device whose socket file is path's file now (any spelling of it). */
+static VhostUserDev *socket_file_owner(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0) {
+        return NULL;
+    }
+    for (VhostUserDev *d = listening_devs; d; d = d->next_listening) {
+        if (d->socket_dev == st.st_dev && d->socket_ino == st.st_ino) {
+            return d;
+        }
+    }
+    return NULL;
+}
+
+static int listen_unix(VhostUserDev *dev, const char *path, Error **errp)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    struct stat st;
     if (strlen(path) >= sizeof(sa.sun_path)) {
         error_setg(errp, "vhost-user socket path too long: %s", path);
+        return -1;
+    }
+    if (socket_file_owner(path)) {
+        error_setg(errp, "socket=%s is already the socket of another "
+                   "vhost-user device", path);
+        return -1;
+    }
+    if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+        error_setg(errp, "socket=%s exists and is not a socket", path);
         return -1;
     }
     strcpy(sa.sun_path, path);
@@ -663,12 +692,32 @@ static int listen_unix(const char *path, Error **errp)
     }
     unlink(path);   /* a stale socket of an earlier run */
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        listen(fd, 1) < 0) {
+        listen(fd, 1) < 0 || lstat(path, &st) < 0) {
         error_setg_errno(errp, errno, "cannot listen on %s", path);
         close(fd);
         return -1;
     }
+    dev->socket_dev = st.st_dev;
+    dev->socket_ino = st.st_ino;
+    dev->next_listening = listening_devs;
+    listening_devs = dev;
     return fd;
+}
+
+static void stop_listening(VhostUserDev *dev)
+{
+    for (VhostUserDev **p = &listening_devs; *p; p = &(*p)->next_listening) {
+        if (*p == dev) {
+            *p = dev->next_listening;
+            break;
+        }
+    }
+    /* Only our own file: someone may have replaced it since. */
+    struct stat st;
+    if (lstat(dev->socket_path, &st) == 0 && st.st_dev == dev->socket_dev &&
+        st.st_ino == dev->socket_ino) {
+        unlink(dev->socket_path);
+    }
 }
 
 VhostUserDev *vhost_user_dev_new(const VhostUserDevConfig *cfg,
@@ -706,7 +755,7 @@ VhostUserDev *vhost_user_dev_new(const VhostUserDevConfig *cfg,
     if (cfg->socket_path) {
         dev->socket_path = strdup(cfg->socket_path);
         dev->cfg.socket_path = dev->socket_path;
-        dev->listen_fd = listen_unix(cfg->socket_path, errp);
+        dev->listen_fd = listen_unix(dev, cfg->socket_path, errp);
         if (dev->listen_fd < 0 ||
             !loop_add_fd(dev->main_loop, dev->listen_fd, LOOP_READ,
                          listen_readable, dev, errp)) {
@@ -743,7 +792,7 @@ void vhost_user_dev_free(VhostUserDev *dev)
     if (dev->listen_fd >= 0) {
         loop_del_fd(dev->main_loop, dev->listen_fd);
         close(dev->listen_fd);
-        unlink(dev->socket_path);
+        stop_listening(dev);
     }
     free(dev->socket_path);
     free(dev->written);

@@ -168,6 +168,7 @@ const char *vmstate_err_name(VMStateErr err)
         [VMSTATE_E_NO_MEMORY] = "no-memory",
         [VMSTATE_E_COUNT_MISMATCH] = "count-mismatch",
         [VMSTATE_E_BAD_VMSD] = "bad-vmsd",
+        [VMSTATE_E_OUT_OF_RANGE] = "out-of-range",
     };
     if ((unsigned)err < sizeof(names) / sizeof(names[0]) && names[err]) {
         return names[err];

@@ -203,7 +203,16 @@ static bool decode_field(VMSReader *r, const VMStateField *f, int version,
 {
     v->present = true;
     if (vms_kind_is_scalar(f->kind)) {
-        return read_scalar(r, f->kind, &v->scalar);
+        if (!read_scalar(r, f->kind, &v->scalar)) {
+            return false;
+        }
+        if (f->max && v->scalar > f->max) {
+            return vms_fail(r, VMSTATE_E_OUT_OF_RANGE,
+                            "value %llu is above its maximum %llu",
+                            (unsigned long long)v->scalar,
+                            (unsigned long long)f->max);
+        }
+        return true;
     }
     switch (f->kind) {
     case VMS_BUFFER:

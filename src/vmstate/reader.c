@@ -110,12 +110,23 @@ void vms_path_pop(VMSReader *r, size_t len)
 bool vms_read_stream_header(VMSReader *r)
 {
     uint8_t magic[VMS_MAGIC_LEN];
+    const size_t header_len = VMS_MAGIC_LEN + 4;
     size_t avail = r->limit - r->pos;
     size_t cmp = avail < VMS_MAGIC_LEN ? avail : VMS_MAGIC_LEN;
+    /* An empty stream may have no buffer at all (data NULL). */
+    if (avail == 0) {
+        return vms_fail(r, VMSTATE_E_TRUNCATED,
+                        "empty: no device-state stream header");
+    }
     /* A short stream whose bytes match the magic so far is a truncation;
      * anything else is not a stream of ours at all. */
     if (memcmp(r->data + r->pos, VMS_MAGIC, cmp) != 0) {
         return vms_fail(r, VMSTATE_E_BAD_MAGIC, "not a device-state stream");
+    }
+    if (avail < header_len) {
+        return vms_fail(r, VMSTATE_E_TRUNCATED,
+                        "stream header truncated: %zu of %zu bytes", avail,
+                        header_len);
     }
     uint32_t fmt;
     if (!vms_read(r, magic, VMS_MAGIC_LEN) || !vms_read_u32(r, &fmt)) {
@@ -164,7 +175,7 @@ bool vms_read_end(VMSReader *r)
 static bool parse_description(VMSReader *r, const char *text, uint32_t len,
                               json_object **desc)
 {
-    json_tokener *tok = json_tokener_new();
+    json_tokener *tok = json_tokener_new_ex(VMS_DESCRIPTION_JSON_DEPTH);
     if (!tok) {
         return vms_fail(r, VMSTATE_E_NO_MEMORY, "out of memory");
     }

@@ -22,6 +22,11 @@
 /* Limits that keep a hostile stream or description from costing more
  * memory or stack than its size justifies ("Limits" in the format doc). */
 #define VMS_MAX_DEPTH       16
+/* JSON nesting of a description at VMS_MAX_DEPTH (describe.c): root,
+ * sections array, section, then per description level its object, its
+ * "fields" array and a field object, whose "struct" is the next level.
+ * json-c's default (32) stops at about level 9. */
+#define VMS_DESCRIPTION_JSON_DEPTH (3 + 3 * (VMS_MAX_DEPTH + 1) + 1)
 #define VMS_MAX_NODES       (1u << 20)
 #define VMS_MAX_DESC_BYTES  (16u << 20)
 

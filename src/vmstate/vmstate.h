@@ -67,6 +67,8 @@ typedef struct VMStateField {
     const struct VMStateDescription *vmsd;  /* struct kinds */
     int version_id;                 /* first section version with this
                                        field; 0 means every version */
+    uint64_t max;                   /* unsigned scalars: the largest value
+                                       a load accepts; 0 means any */
 } VMStateField;
 
 typedef struct VMStateDescription {
@@ -124,6 +126,7 @@ typedef enum VMStateErr {
     VMSTATE_E_BAD_VMSD,             /* a local description is itself invalid
                                        (programming error, never the
                                        stream's fault) */
+    VMSTATE_E_OUT_OF_RANGE,         /* a scalar above its field's max */
 } VMStateErr;
 
 const char *vmstate_err_name(VMStateErr err);
@@ -174,6 +177,15 @@ char *vmstate_describe_json(const VMStateSection *secs, size_t n);
 #define VMSTATE_INT32_V(f, T, v)  VMSTATE__SCALAR(f, T, VMS_I32, v)
 #define VMSTATE_INT64_V(f, T, v)  VMSTATE__SCALAR(f, T, VMS_I64, v)
 #define VMSTATE_BOOL_V(f, T, v)   VMSTATE__SCALAR(f, T, VMS_BOOL, v)
+
+/* An unsigned scalar the loader refuses above max (e.g. a 4-bit code
+ * kept in a byte, a flag kept in a u8). */
+#define VMSTATE__SCALAR_MAX(f, T, k, m)                                   \
+    { .name = #f, .kind = (k), .offset = offsetof(T, f),                  \
+      .size = sizeof(((T *)0)->f), .max = (m) }
+#define VMSTATE_UINT8_MAX(f, T, m)  VMSTATE__SCALAR_MAX(f, T, VMS_U8, m)
+#define VMSTATE_UINT16_MAX(f, T, m) VMSTATE__SCALAR_MAX(f, T, VMS_U16, m)
+#define VMSTATE_UINT32_MAX(f, T, m) VMSTATE__SCALAR_MAX(f, T, VMS_U32, m)
 
 #define VMSTATE_UINT8(f, T)  VMSTATE_UINT8_V(f, T, 0)
 #define VMSTATE_UINT16(f, T) VMSTATE_UINT16_V(f, T, 0)

@@ -103,13 +103,14 @@ def wait_for(pred, timeout=10.0, what="condition", interval=0.02):
 class Daemon:
     """A stormigd process with its monitor socket in a work directory."""
 
-    def __init__(self, binary, workdir, name, args, monitor=True):
+    def __init__(self, binary, workdir, name, args, monitor=True,
+                 monitor_opts=""):
         self.name = name
         self.sock_path = os.path.join(workdir, f"{name}.qmp")
         self.log_path = os.path.join(workdir, f"{name}.log")
         argv = [binary, "--name", name] + list(args)
         if monitor:
-            argv += ["--monitor", f"unix:{self.sock_path}"]
+            argv += ["--monitor", f"unix:{self.sock_path}{monitor_opts}"]
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=self.log,
                                      stderr=subprocess.STDOUT)
@@ -208,8 +209,9 @@ class Env:
         make_image(p, size)
         return p
 
-    def daemon(self, name, args, monitor=True):
-        d = Daemon(self.stormigd, self.dir, name, args, monitor)
+    def daemon(self, name, args, monitor=True, monitor_opts=""):
+        d = Daemon(self.stormigd, self.dir, name, args, monitor,
+                   monitor_opts)
         self.daemons.append(d)
         return d
 

@@ -103,7 +103,81 @@ def test_corrupted(env):
         check(b.stop() == 0, f"{name}: clean exit")
 
 
+def crc32c(data):
+    """docs/device-state-format.md: reflected 0x82F63B78, ~0 in and out."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def section_payloads(data):
+    """{name: payload offset} of every section, and the end tag offset."""
+    pos, found = 12, {}
+    while data[pos] == 0x01:
+        n = data[pos + 1]
+        name = data[pos + 2:pos + 2 + n].decode()
+        length = int.from_bytes(data[pos + 2 + n + 8:pos + 2 + n + 12], "big")
+        found[name] = pos + 2 + n + 12
+        pos = found[name] + length
+    check(data[pos] == 0x03, "end tag after the sections")
+    return found, pos
+
+
+def patched(data, section, offset, value):
+    """data with one payload byte changed and a valid check value, so
+    only the loader's range checks can refuse it."""
+    out = bytearray(data)
+    payloads, end = section_payloads(data)
+    out[payloads[section] + offset] = value
+    out[end + 1:end + 5] = crc32c(out[:end + 1]).to_bytes(4, "big")
+    return bytes(out)
+
+
+def test_out_of_range(env):
+    """Well-formed streams whose values the devices could never have
+    saved are refused naming the field; the daemon stays up, waiting."""
+    img = env.image()
+    devs = ["--blockdev", f"driver=file,node-name=d0,filename={img}",
+            "--device", "vhost-user-scsi,id=s0,socket=" + env.path("s.sock"),
+            "--device", "scsi-hd,id=hd0,drive=d0,bus=s0"]
+    a = env.daemon("a", devs)
+    state = env.path("state.bin")
+    a.cmd("migrate", uri="file:" + state)
+    check(a.cmd("query-migrate")["status"] == "completed", "saved")
+    a.stop()
+    data = open(state, "rb").read()
+    # scsi-hd: wce, stopped, ua_pending (bools), then ua_key (u8).
+    cases = [("stormigd:global", 0, 255, ["running", "255", "maximum 1"]),
+             ("hd0", 3, 0xFF, ["ua_key", "255", "maximum 15"]),
+             ("hd0", 3, 0x05, ["ua_key 0x5", "UNIT ATTENTION"])]
+    for i, (section, offset, value, words) in enumerate(cases):
+        path = env.path(f"bad{i}.bin")
+        with open(path, "wb") as f:
+            f.write(patched(data, section, offset, value))
+        b = env.daemon(f"b{i}", devs[:2] + [
+            "--device", "vhost-user-scsi,id=s0,socket=" + env.path(f"b{i}.s"),
+            "--device", "scsi-hd,id=hd0,drive=d0,bus=s0",
+            "--incoming", "file:" + path])
+        m = b.cmd("query-migrate")
+        desc = m.get("error-desc", "")
+        check(m["status"] == "failed" and all(w in desc for w in words),
+              f"{section}+{offset}={value}: {m}")
+        check(b.alive() and b.status() == "inmigrate" and b.owned() == [],
+              "the daemon stays up, waiting, owning nothing")
+        check(b.stop() == 0, "clean exit")
+    # The unmodified stream restores.
+    good = env.daemon("good", devs[:2] + [
+        "--device", "vhost-user-scsi,id=s0,socket=" + env.path("g.s"),
+        "--device", "scsi-hd,id=hd0,drive=d0,bus=s0",
+        "--incoming", "file:" + state])
+    check(good.cmd("query-migrate")["status"] == "completed", "restored")
+
+
 run_tests({
     "save-analyze-restore": test_save_analyze_restore,
     "corrupted": test_corrupted,
+    "out-of-range": test_out_of_range,
 })

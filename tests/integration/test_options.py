@@ -1,6 +1,7 @@
 """stormigd command line: every bad option is a clear error and exit 1;
 --help and --version work."""
 
+import os
 import subprocess
 
 from qmp import check, run_tests
@@ -69,7 +70,85 @@ def test_bad_options(env):
                        ",drive=d0,serial=S0"],
                  "already used by device", "pw0")
     expect_error(env, ["--incoming", "ftp:host"], "ftp:host")
+    expect_error(env, ["--incoming", "tcp:127.0.0.1:99999999"],
+                 "tcp port '99999999' is out of range")
+    expect_error(env, ["--incoming", "tcp:127.0.0.1:65536"], "65536")
+    for v in ["99999999999.1", "-1.-1", "1.-1", "+1.2", "1.2x", "65536.0"]:
+        expect_error(env, ["--compat-version", v], "--compat-version", v)
+    for name in ["a:b", "1disk", "d" * 32, "disk/0", "-d"]:
+        expect_error(env, ["--blockdev", "driver=file,node-name=" + name +
+                           ",filename=" + img], "node-name", name)
+    sock = env.path("shared.sock")
+    expect_error(env, ["--device", "vhost-user-scsi,id=s0,socket=" + sock,
+                       "--device", "vhost-user-scsi,id=s1,socket=" +
+                       sock.replace("/shared", "//shared")],
+                 "socket=", "already used by device 's0'")
+    expect_error(env, ["--blockdev", bd, "--device",
+                       "vhost-user-scsi,id=s0,socket=" + sock, "--device",
+                       "nvme,id=n0,drive=d0,serial=S0,socket=" +
+                       sock.replace("/shared", "/./shared")],
+                 "socket=", "already used by device 's0'")
+    expect_error(env, ["--blockdev", bd, "--blockdev",
+                       "driver=file,node-name=d1,filename=" +
+                       env.image("other.img"),
+                       "--device", "nvme,id=n0,drive=d0,serial=S0,socket=" +
+                       sock, "--device",
+                       "nvme,id=n1,drive=d1,serial=S1,socket=" + sock],
+                 "socket=", "already used by device 'n0'")
+    expect_error(env, ["--device", "vhost-user-scsi,id=s0,socket=" + img],
+                 "socket=", "is not a socket")
+    check(os.path.exists(img), "a file given as socket= is left alone")
+    nvme = ("nvme,id=n0,socket=" + env.path("n0.sock") +
+            ",drive=d0,serial=S0")
+    for opt, says in [("num-queues=0", "num-queues=0 is not in 1.."),
+                      ("num-queues=65", "num-queues=65 is not in 1.."),
+                      ("mqes=1", "mqes=1 is not in 2..4096"),
+                      ("lbads=10", "lbads=10 is neither 9 nor 12"),
+                      ("dstrd=9", "dstrd=9 is not in 0..4")]:
+        expect_error(env, ["--blockdev", bd, "--device", nvme + "," + opt],
+                     says)
+    expect_error(env, ["--blockdev", bd, "--device",
+                       nvme.replace("drive=d0", "drive=d0:nope")],
+                 "drive: no block node 'nope'")
     expect_error(env, ["--monitor", "tcp:1.2.3.4:5"], "--monitor")
+    mon = "unix:" + env.path("m.qmp")
+    expect_error(env, ["--monitor", mon + ",negotiation-timeout=0"],
+                 "negotiation-timeout")
+    expect_error(env, ["--monitor", mon + ",negotiation-timeout=soon"],
+                 "negotiation-timeout")
+    expect_error(env, ["--monitor", mon + ",idle=1"], "idle")
+
+
+def test_scsi_hd_refused(env):
+    """A scsi-hd that fails to realize is an error naming the property,
+    never a crash, whatever step of realize it failed at."""
+    img = env.image()
+    bd = ["--blockdev", f"driver=file,node-name=d0,filename={img}"]
+    ctrl = ["--device", "vhost-user-scsi,id=s0,socket=" +
+            env.path("s0.sock")]
+    hd = "scsi-hd,id=hd0,drive=d0,bus=s0"
+    cases = [
+        (ctrl + ["--device", "scsi-hd,id=hd0,drive=d0,bus=nope"],
+         ["bus 'nope'"]),
+        (["--device", hd] + ctrl, ["bus 's0'", "before its disks"]),
+        (ctrl + ["--device", hd + ",logical_block_size=1000"],
+         ["logical_block_size"]),
+        (ctrl + ["--device", hd + ",discard_granularity=100"],
+         ["discard_granularity"]),
+        (ctrl + ["--device", hd + ",serial=" + "S" * 37],
+         ["serial", "longer than 36"]),
+        (ctrl + ["--device", hd + ",vendor=VENDOR123"],
+         ["vendor", "longer than 8"]),
+        (ctrl + ["--device", hd + ",serial=caf\u00e9"],
+         ["serial", "printable ASCII"]),
+        (ctrl + ["--device", hd + ",vendor=\u00e9"],
+         ["vendor", "printable ASCII"]),
+        (ctrl + ["--device", hd + ",lun=70000"], ["lun 70000"]),
+        (ctrl + ["--device", hd.replace("drive=d0", "drive=nope")],
+         ["drive: no block node 'nope'"]),
+    ]
+    for args, words in cases:
+        expect_error(env, bd + args, *words)
 
 
 def test_start_and_sigterm(env):
@@ -84,5 +163,6 @@ def test_start_and_sigterm(env):
 run_tests({
     "help-version": test_help_version,
     "bad-options": test_bad_options,
+    "scsi-hd-refused": test_scsi_hd_refused,
     "start-sigterm": test_start_and_sigterm,
 })

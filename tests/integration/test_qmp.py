@@ -1,6 +1,7 @@
 """The daemon's monitor: greeting, errors, run state commands and events,
 and survival of garbage input."""
 
+import json
 import socket
 import time
 
@@ -40,6 +41,13 @@ def test_basics(env):
     expect_qmp_error(d, "GenericError", "migrate")
     expect_qmp_error(d, "GenericError", "migrate", uri="ftp:x")
     expect_qmp_error(d, "GenericError", "query-status", extra=1)
+    # null is a type error, not "absent" (vmm-stop: null once meant false).
+    desc = expect_qmp_error(d, "GenericError", "migrate",
+                            uri="unix:" + env.path("nobody-listens"),
+                            **{"vmm-stop": None})
+    check("'vmm-stop', expected: boolean" in desc, desc)
+    check(d.cmd("query-migrate") == {"status": "none"},
+          "a refused migrate command starts nothing")
     desc = expect_qmp_error(d, "GenericError", "migrate-incoming",
                             uri="unix:" + env.path("x"))
     check("incoming" in desc, desc)
@@ -82,8 +90,65 @@ def test_garbage(env):
     check(d.proc.wait(10) == 0, "quit exits cleanly")
 
 
+def read_line(sock):
+    """One CRLF-terminated JSON message, or None at EOF."""
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            return None
+        buf += chunk
+    return json.loads(buf)
+
+
+def connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(path)
+    return s
+
+
+def test_idle_clients(env):
+    """Clients that connect and never negotiate cannot lock the operator
+    out: one over the limit is told why, and idle ones are dropped after
+    negotiation-timeout with a message."""
+    img = env.image()
+    d = env.daemon("a", ["--blockdev",
+                         f"driver=file,node-name=d0,filename={img}"],
+                   monitor_opts=",negotiation-timeout=3")
+    idle = []
+    for _ in range(63):                 # d.qmp holds the 64th slot
+        s = connect(d.sock_path)
+        check("QMP" in read_line(s), "an idle client gets the greeting")
+        idle.append(s)
+    start = time.monotonic()
+    over = connect(d.sock_path)
+    msg = read_line(over)
+    check(msg and "error" in msg and
+          "too many monitor clients" in msg["error"]["desc"] and
+          "negotiation-timeout" in msg["error"]["desc"], msg)
+    check(read_line(over) is None, "the client over the limit is closed")
+    over.close()
+    check(d.status() == "running", "the negotiated client is served")
+    for s in idle:
+        msg = read_line(s)
+        check(msg and "error" in msg and
+              "qmp_capabilities" in msg["error"]["desc"] and
+              "negotiation-timeout" in msg["error"]["desc"], msg)
+        check(read_line(s) is None, "an idle client is closed")
+        s.close()
+    waited = time.monotonic() - start
+    check(2.0 < waited < 8.0, f"idle clients dropped after {waited:.1f} s")
+    late = QMP(d.sock_path)
+    check(late.cmd("query-status")["status"] == "running",
+          "a new client gets in once the idle ones are gone")
+    late.close()
+    check(d.status() == "running", "a negotiated client is never dropped")
+
+
 run_tests({
     "basics": test_basics,
     "stop-cont": test_stop_cont,
     "garbage": test_garbage,
+    "idle-clients": test_idle_clients,
 })

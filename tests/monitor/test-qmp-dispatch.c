@@ -211,6 +211,19 @@ static void test_argument_errors(void **state)
                           "18446744073709551615}}",
                           "GenericError", "Parameter 'count' is out of "
                           "range");
+    /* null is not "absent" (QEMU: a type error), optional or not. */
+    expect_dispatch_error("{\"execute\": \"echo\", \"arguments\": "
+                          "{\"uri\": null}}", "GenericError",
+                          "Invalid parameter type for 'uri', expected: "
+                          "string");
+    expect_dispatch_error("{\"execute\": \"echo\", \"arguments\": "
+                          "{\"uri\": \"u\", \"force\": null}}",
+                          "GenericError", "Invalid parameter type for "
+                          "'force', expected: boolean");
+    expect_dispatch_error("{\"execute\": \"echo\", \"arguments\": "
+                          "{\"uri\": \"u\", \"count\": null}}",
+                          "GenericError", "Invalid parameter type for "
+                          "'count', expected: integer");
     expect_dispatch_error("{\"execute\": \"echo\", \"arguments\": "
                           "{\"uri\": \"u\", \"x\": 1}}", "GenericError",
                           "Parameter 'x' is unexpected");

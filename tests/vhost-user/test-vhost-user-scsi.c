@@ -72,8 +72,8 @@ static Fixture *make_fixture(unsigned num_queues)
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     strcpy(sa.sun_path, f->path);
     assert_int_equal(connect(f->sock, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    f->memfd = memfd_create("guest", MFD_CLOEXEC);
-    assert_int_equal(ftruncate(f->memfd, MEM_SIZE), 0);
+    f->memfd = vuc_memfd("guest", MEM_SIZE, VUC_QEMU_SEALS);
+    assert_true(f->memfd >= 0);
     f->mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
                   f->memfd, 0);
     f->kickfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -365,8 +365,8 @@ static void start_logging(Fixture *f, int logfd, const GuestDriver *drv,
 static void test_dirty_log_on_every_request_queue(void **state)
 {
     Fixture *f = *state;
-    int logfd = memfd_create("log", MFD_CLOEXEC);
-    assert_int_equal(ftruncate(logfd, LOG_BYTES), 0);
+    int logfd = vuc_memfd("log", LOG_BYTES, VUC_QEMU_SEALS);
+    assert_true(logfd >= 0);
     uint8_t *log = mmap(NULL, LOG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED,
                         logfd, 0);
     assert_true(log != MAP_FAILED);
@@ -411,8 +411,8 @@ static void test_dirty_log_on_every_request_queue(void **state)
 static void test_dirty_log_failed_read(void **state)
 {
     Fixture *f = *state;
-    int logfd = memfd_create("log", MFD_CLOEXEC);
-    assert_int_equal(ftruncate(logfd, LOG_BYTES), 0);
+    int logfd = vuc_memfd("log", LOG_BYTES, VUC_QEMU_SEALS);
+    assert_true(logfd >= 0);
     uint8_t *log = mmap(NULL, LOG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED,
                         logfd, 0);
     assert_true(log != MAP_FAILED);

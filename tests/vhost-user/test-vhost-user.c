@@ -7,7 +7,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -90,12 +92,12 @@ static Fixture *make_fixture(bool dirty_log)
     };
     f->dev = vhost_user_dev_new(&cfg, &ops, f, NULL);
     assert_non_null(f->dev);
-    f->memfd = memfd_create("guest", MFD_CLOEXEC);
-    assert_int_equal(ftruncate(f->memfd, MEM_SIZE), 0);
+    f->memfd = vuc_memfd("guest", MEM_SIZE, VUC_QEMU_SEALS);
+    assert_true(f->memfd >= 0);
     f->mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
                   f->memfd, 0);
-    f->logfd = memfd_create("log", MFD_CLOEXEC);
-    assert_int_equal(ftruncate(f->logfd, LOG_SIZE), 0);
+    f->logfd = vuc_memfd("log", LOG_SIZE, VUC_QEMU_SEALS);
+    assert_true(f->logfd >= 0);
     f->log = mmap(NULL, LOG_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
                   f->logfd, 0);
     f->kickfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -517,6 +519,138 @@ static void test_no_dirty_log_offered(void **state)
     teardown(&st);
 }
 
+/* stderr goes to a temporary file until stderr_end(), which returns what
+ * was written (static buffer): the log lines an operator would read. */
+static int saved_stderr = -1;
+
+static void stderr_begin(void)
+{
+    fflush(stderr);
+    saved_stderr = dup(2);
+    FILE *t = tmpfile();
+    assert_non_null(t);
+    assert_int_equal(dup2(fileno(t), 2), 2);
+    fclose(t);
+}
+
+static const char *stderr_end(void)
+{
+    static char text[4096];
+    fflush(stderr);
+    ssize_t n = pread(2, text, sizeof(text) - 1, 0);
+    text[n > 0 ? n : 0] = 0;
+    dup2(saved_stderr, 2);
+    close(saved_stderr);
+    return text;
+}
+
+static void reconnect(Fixture *f)
+{
+    close(f->sock);
+    for (int k = 0; k < 10 && vhost_user_dev_connected(f->dev); k++) {
+        loop_run_once(f->loop, 10);
+    }
+    connect_client(f);
+}
+
+/* Guest memory the front end could shrink after SET_MEM_TABLE would fault
+ * the back end with SIGBUS on its next access: a memfd without
+ * F_SEAL_SHRINK is refused, for memory regions and for the dirty log; the
+ * sealed one QEMU sends is taken and can no longer shrink. */
+static void test_unsealed_memory_refused(void **state)
+{
+    Fixture *f = *state;
+    const int seals[] = { 0, F_SEAL_GROW, F_SEAL_SEAL };
+    for (size_t i = 0; i < sizeof(seals) / sizeof(seals[0]); i++) {
+        int fd = vuc_memfd("unsealed", MEM_SIZE, seals[i]);
+        assert_true(fd >= 0);
+        negotiate(f, 0);
+        VhostUserMemory m = { .nregions = 1 };
+        m.regions[0] = (VhostUserMemRegion){ MEM_GPA, MEM_SIZE, MEM_UVA, 0 };
+        stderr_begin();
+        assert_true(vuc_send(f->sock, VHOST_USER_SET_MEM_TABLE,
+                             VHOST_USER_NEED_REPLY_MASK, &m,
+                             8 + sizeof(m.regions[0]), &fd, 1));
+        bool closed = vuc_closed(f->loop, f->sock);
+        const char *log = stderr_end();
+        close(fd);
+        if (!closed) {
+            fail_msg("seals 0x%x: memory table accepted", seals[i]);
+        }
+        assert_non_null(strstr(log, "not sealed against shrinking "
+                                    "(F_SEAL_SHRINK)"));
+        reconnect(f);
+    }
+
+    int logfd = vuc_memfd("log", LOG_SIZE, 0);
+    assert_true(logfd >= 0);
+    negotiate(f, BIT_ULL(VHOST_F_LOG_ALL));
+    set_mem_table(f);
+    VhostUserLog lg = { LOG_SIZE, 0 };
+    stderr_begin();
+    assert_true(vuc_send(f->sock, VHOST_USER_SET_LOG_BASE, 0, &lg, sizeof(lg),
+                         &logfd, 1));
+    bool closed = vuc_closed(f->loop, f->sock);
+    const char *log = stderr_end();
+    close(logfd);
+    assert_true(closed);
+    assert_non_null(strstr(log, "dirty log fd not sealed against shrinking"));
+
+    /* QEMU's sealed memfd is served, and the seal holds. */
+    reconnect(f);
+    negotiate(f, 0);
+    set_mem_table(f);
+    assert_int_equal(ftruncate(f->memfd, 4096), -1);
+    assert_int_equal(errno, EPERM);
+    setup_ring(f, 0, 0);
+    guest_submit(f, BUF_GPA, BUF_GPA + 0x1000);
+    wait_completed(f, 1);
+}
+
+/* Two regions covering the same guest-physical bytes would make one
+ * address mean two host locations: the table is refused, whichever way
+ * they overlap. */
+static void test_overlapping_regions_refused(void **state)
+{
+    Fixture *f = *state;
+    /* Region 0 is [MEM_GPA, MEM_GPA + 16 KiB); region 1 overlaps it. */
+    static const struct { uint64_t gpa, size; } cases[] = {
+        { MEM_GPA, 0x4000 },                /* the same */
+        { MEM_GPA + 0x3000, 0x2000 },       /* its tail */
+        { MEM_GPA - 0x1000, 0x2000 },       /* its head */
+        { MEM_GPA + 0x1000, 0x1000 },       /* inside it */
+        { MEM_GPA - 0x1000, 0x6000 },       /* around it */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        negotiate(f, 0);
+        VhostUserMemory m = { .nregions = 2 };
+        m.regions[0] = (VhostUserMemRegion){ MEM_GPA, 0x4000, MEM_UVA, 0 };
+        m.regions[1] = (VhostUserMemRegion){ cases[i].gpa, cases[i].size,
+                                             MEM_UVA + MEM_SIZE, 0 };
+        int fds[2] = { f->memfd, f->memfd };
+        stderr_begin();
+        assert_true(vuc_send(f->sock, VHOST_USER_SET_MEM_TABLE,
+                             VHOST_USER_NEED_REPLY_MASK, &m,
+                             8 + 2 * sizeof(m.regions[0]), fds, 2));
+        bool closed = vuc_closed(f->loop, f->sock);
+        const char *log = stderr_end();
+        if (!closed) {
+            fail_msg("case %zu: overlapping regions accepted", i);
+        }
+        assert_non_null(strstr(log, "overlapping memory regions"));
+        reconnect(f);
+    }
+    /* Adjacent regions are fine. */
+    negotiate(f, 0);
+    VhostUserMemory m = { .nregions = 2 };
+    m.regions[0] = (VhostUserMemRegion){ MEM_GPA, 4096, MEM_UVA, 0 };
+    m.regions[1] = (VhostUserMemRegion){ MEM_GPA + 4096, 4096,
+                                         MEM_UVA + 4096, 4096 };
+    int fds[2] = { f->memfd, f->memfd };
+    assert_int_equal(send_acked(f, VHOST_USER_SET_MEM_TABLE, &m,
+                                8 + 2 * sizeof(m.regions[0]), fds, 2), 0);
+}
+
 /* ---- malformed messages: each closes the connection, the back end
  * stays up and serves the next one ---- */
 
@@ -610,6 +744,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_written_pages, setup, teardown),
         cmocka_unit_test(test_page_bitmap_ranges),
         cmocka_unit_test(test_no_dirty_log_offered),
+        cmocka_unit_test_setup_teardown(test_unsealed_memory_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_overlapping_regions_refused,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_messages, setup,
                                         teardown),
     };

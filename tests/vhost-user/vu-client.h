@@ -3,10 +3,13 @@
 #ifndef STORMIG_TESTS_VU_CLIENT_H
 #define STORMIG_TESTS_VU_CLIENT_H
 
+#include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "util/loop.h"
 #include "vhost-user/vhost-user-proto.h"
@@ -35,6 +38,24 @@ static inline bool vuc_send(int sock, uint32_t request, uint32_t flags,
     }
     return sendmsg(sock, &mh, MSG_NOSIGNAL) == (ssize_t)iov.iov_len;
 }
+
+/* A memfd of size bytes with the given seals added (QEMU's
+ * memory-backend-memfd and vhost log add F_SEAL_GROW | F_SEAL_SHRINK |
+ * F_SEAL_SEAL); -1 on failure. */
+static inline int vuc_memfd(const char *name, off_t size, int seals)
+{
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0 || ftruncate(fd, size) < 0 ||
+        (seals && fcntl(fd, F_ADD_SEALS, seals) < 0)) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    return fd;
+}
+
+#define VUC_QEMU_SEALS (F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL)
 
 /* Runs the loop until sock is readable (or 2 s passed). */
 static inline bool vuc_wait(EventLoop *loop, int sock)

@@ -30,11 +30,13 @@ static char *write_stream(const char *name, const ByteBuf *b)
     return path;
 }
 
-/* Runs the tool; returns its stdout, *status its exit status. */
-static char *run_tool(const char *path, int *status)
+/* Runs the tool; returns its stdout (its stderr with want_stderr),
+ * *status its exit status. */
+static char *run_tool_output(const char *path, bool want_stderr, int *status)
 {
     char *cmd = NULL;
-    assert_true(asprintf(&cmd, "'%s' '%s' 2>/dev/null", tool, path) > 0);
+    assert_true(asprintf(&cmd, "'%s' '%s' %s", tool, path,
+                         want_stderr ? "2>&1 >/dev/null" : "2>/dev/null") > 0);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     ByteBuf out;
@@ -49,6 +51,11 @@ static char *run_tool(const char *path, int *status)
     *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     free(cmd);
     return (char *)bytebuf_steal(&out, NULL);
+}
+
+static char *run_tool(const char *path, int *status)
+{
+    return run_tool_output(path, false, status);
 }
 
 static json_object *get(json_object *o, const char *key)
@@ -149,6 +156,41 @@ static void test_analyze_refuses(void **state)
     sample_free(&s);
 }
 
+/* An empty file and a file cut inside the stream header are refused with
+ * a message saying so, not read through a NULL or short buffer. */
+static void test_analyze_empty_and_truncated_header(void **state)
+{
+    Sample s;
+    sample_fill(&s, 1, 0, 0);
+    VMStateSection sec = { "s0", 0, &sample_vmsd, &s };
+    ByteBuf b;
+    bytebuf_init(&b);
+    assert_true(vmstate_save_stream(&sec, 1, true, &b, NULL));
+    static const struct {
+        size_t len;
+        const char *says;
+    } cuts[] = {
+        { 0, "empty: no device-state stream header" },
+        { 5, "stream header truncated: 5 of 12 bytes" },
+        { 10, "stream header truncated: 10 of 12 bytes" },
+    };
+    for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+        ByteBuf cut = { .data = b.data, .len = cuts[i].len };
+        char *path = write_stream("analyze-cut.bin", &cut);
+        int status;
+        char *text = run_tool_output(path, true, &status);
+        assert_int_equal(status, 1);
+        if (!strstr(text, cuts[i].says)) {
+            fail_msg("%zu bytes: \"%s\" lacks \"%s\"", cuts[i].len, text,
+                     cuts[i].says);
+        }
+        free(text);
+        free(path);
+    }
+    bytebuf_free(&b);
+    sample_free(&s);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -160,6 +202,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_analyze_sample),
         cmocka_unit_test(test_analyze_refuses),
+        cmocka_unit_test(test_analyze_empty_and_truncated_header),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -142,12 +142,74 @@ static void test_post_load_failure_rolls_back(void **state)
     sample_free(&copy);
 }
 
+/* Fields with a maximum: a stream carrying a larger value is refused by
+ * the loader, naming the field, and nothing changes. */
+typedef struct Ranged {
+    uint8_t running;        /* a flag kept in a u8 */
+    uint8_t key;            /* a 4-bit code */
+    uint32_t depth;
+} Ranged;
+
+static const VMStateDescription ranged_vmsd = {
+    .name = "ranged", .version_id = 1, .minimum_version_id = 1,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT8_MAX(running, Ranged, 1),
+        VMSTATE_UINT8_MAX(key, Ranged, 0xf),
+        VMSTATE_UINT32_MAX(depth, Ranged, 4096),
+        VMSTATE_END_OF_LIST(),
+    },
+};
+
+static void test_field_max(void **state)
+{
+    static const struct {
+        Ranged src;
+        const char *says;
+    } cases[] = {
+        { { 255, 6, 1 }, "field 'running': value 255 is above its maximum 1" },
+        { { 1, 0xff, 1 }, "field 'key': value 255 is above its maximum 15" },
+        { { 0, 6, 4097 }, "field 'depth': value 4097 is above its "
+                          "maximum 4096" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        Ranged src = cases[i].src, dst = { 1, 6, 7 };
+        VMStateSection out = { "r0", 0, &ranged_vmsd, &src };
+        VMStateSection in = { "r0", 0, &ranged_vmsd, &dst };
+        ByteBuf b;
+        bytebuf_init(&b);
+        assert_true(vmstate_save_stream(&out, 1, false, &b, NULL));
+        Error *err = NULL;
+        VMStateErr code = VMSTATE_OK;
+        assert_false(vmstate_load_stream(&in, 1, b.data, b.len, &code,
+                                         &err));
+        assert_int_equal(code, VMSTATE_E_OUT_OF_RANGE);
+        if (!strstr(error_get_pretty(err), cases[i].says)) {
+            fail_msg("\"%s\" lacks \"%s\"", error_get_pretty(err),
+                     cases[i].says);
+        }
+        assert_true(dst.running == 1 && dst.key == 6 && dst.depth == 7);
+        error_free(err);
+        bytebuf_free(&b);
+    }
+    /* The maximum itself loads. */
+    Ranged src = { 1, 0xf, 4096 }, dst = { 0, 0, 0 };
+    VMStateSection out = { "r0", 0, &ranged_vmsd, &src };
+    VMStateSection in = { "r0", 0, &ranged_vmsd, &dst };
+    ByteBuf b;
+    bytebuf_init(&b);
+    assert_true(vmstate_save_stream(&out, 1, false, &b, NULL));
+    assert_true(vmstate_load_stream(&in, 1, b.data, b.len, NULL, NULL));
+    assert_true(dst.running == 1 && dst.key == 0xf && dst.depth == 4096);
+    bytebuf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pre_save_refusal),
         cmocka_unit_test(test_post_load_runs_after_commit),
         cmocka_unit_test(test_post_load_failure_rolls_back),
+        cmocka_unit_test(test_field_max),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

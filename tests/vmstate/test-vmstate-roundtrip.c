@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -181,6 +182,67 @@ static void test_with_description_loads(void **state)
     sample_free(&dst);
 }
 
+/* The deepest nesting a description may have (levels 0..16, the format's
+ * limit): saved with its JSON description, the stream loads and
+ * stormig-analyze's decoder reads it; the JSON parser must not stop
+ * short of the format's own depth. Level i is one byte "v" at offset 0
+ * and, below the last level, a struct "inner" at offset 1. */
+#define NEST_LEVELS 17
+
+static void test_deepest_description(void **state)
+{
+    static VMStateDescription vmsd[NEST_LEVELS];
+    static VMStateField fields[NEST_LEVELS][3];
+    static char names[NEST_LEVELS][16];
+    for (int i = NEST_LEVELS - 1; i >= 0; i--) {
+        snprintf(names[i], sizeof(names[i]), "level%d", i);
+        fields[i][0] = (VMStateField){ .name = "v", .kind = VMS_U8,
+                                       .size = 1 };
+        if (i < NEST_LEVELS - 1) {
+            fields[i][1] = (VMStateField){
+                .name = "inner", .kind = VMS_STRUCT, .offset = 1,
+                .size = (size_t)(NEST_LEVELS - 1 - i), .vmsd = &vmsd[i + 1] };
+        }
+        vmsd[i] = (VMStateDescription){ .name = names[i], .version_id = 1,
+                                        .minimum_version_id = 1,
+                                        .fields = fields[i] };
+    }
+    uint8_t src[NEST_LEVELS], dst[NEST_LEVELS] = { 0 };
+    for (int i = 0; i < NEST_LEVELS; i++) {
+        src[i] = (uint8_t)(0x40 + i);
+    }
+    VMStateSection out = { "deep", 0, &vmsd[0], src };
+    VMStateSection in = { "deep", 0, &vmsd[0], dst };
+    ByteBuf b;
+    bytebuf_init(&b);
+    Error *err = NULL;
+    if (!vmstate_save_stream(&out, 1, true, &b, &err)) {
+        fail_msg("save: %s", error_get_pretty(err));
+    }
+    if (!vmstate_load_stream(&in, 1, b.data, b.len, NULL, &err)) {
+        fail_msg("load: %s", error_get_pretty(err));
+    }
+    assert_memory_equal(src, dst, sizeof(src));
+    VMStateErr code;
+    char *json = vmstate_stream_to_json(b.data, b.len, &code, &err);
+    if (!json) {
+        fail_msg("analyze: %s", error_get_pretty(err));
+    }
+    /* The deepest value, level 16 (0x50), is printed. */
+    assert_non_null(strstr(json, "\"v\": 80"));
+    free(json);
+
+    /* One level more is refused by the engine, not by the JSON parser. */
+    fields[NEST_LEVELS - 1][1] = (VMStateField){
+        .name = "inner", .kind = VMS_STRUCT, .offset = 0, .size = 1,
+        .vmsd = &vmsd[NEST_LEVELS - 1] };
+    bytebuf_reset(&b);
+    assert_false(vmstate_save_stream(&out, 1, true, &b, &err));
+    assert_non_null(strstr(error_get_pretty(err), "nests deeper than 16"));
+    error_free(err);
+    bytebuf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -190,6 +252,7 @@ int main(void)
         cmocka_unit_test(test_save_refuses_bad_count),
         cmocka_unit_test(test_description),
         cmocka_unit_test(test_with_description_loads),
+        cmocka_unit_test(test_deepest_description),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
