@@ -38,6 +38,7 @@ typedef struct Options {
 enum {
     OPT_BLOCKDEV = 256, OPT_DEVICE, OPT_MONITOR, OPT_INCOMING, OPT_NAME,
     OPT_LOG_LEVEL, OPT_COMPAT, OPT_DEBUG_LOAD_DELAY, OPT_PR_JOURNAL,
+    OPT_PEER_TIMEOUT,
 };
 
 static const struct option long_options[] = {
@@ -49,6 +50,7 @@ static const struct option long_options[] = {
     { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
     { "compat-version", required_argument, NULL, OPT_COMPAT },
     { "pr-journal", required_argument, NULL, OPT_PR_JOURNAL },
+    { "peer-timeout", required_argument, NULL, OPT_PEER_TIMEOUT },
     /* Testing aid, not in --help: delays loading incoming state. */
     { "debug-load-delay-ms", required_argument, NULL, OPT_DEBUG_LOAD_DELAY },
     { "help", no_argument, NULL, 'h' },
@@ -71,6 +73,8 @@ static void usage(void)
 "  --name NAME                   tag for log lines\n"
 "  --log-level error|warn|info|debug\n"
 "  --compat-version X.Y          behave like release X.Y\n"
+"  --peer-timeout MS             how long the other stormigd may keep a\n"
+"                                migration step waiting (default 120000)\n"
 "  --pr-journal DIR              reservation journals of scsi-block LUNs\n"
 "                                without pr-journal= (default\n"
 "                                /var/lib/stormig/pr)\n"
@@ -128,6 +132,24 @@ static bool set_pr_journal(const char *dir)
 #endif
 }
 
+static bool set_peer_timeout(const char *arg)
+{
+    uint64_t v;
+    Error *err = NULL;
+    if (!parse_u64(arg, &v) || v > INT64_MAX) {
+        fprintf(stderr, "stormigd: --peer-timeout wants milliseconds, not "
+                "'%s'\n", arg);
+        return false;
+    }
+    if (!migration_set_peer_timeout((int64_t)v, &err)) {
+        fprintf(stderr, "stormigd: --peer-timeout: %s\n",
+                error_get_pretty(err));
+        error_free(err);
+        return false;
+    }
+    return true;
+}
+
 static bool parse_value_option(int c, const char *arg, Options *o)
 {
     LogLevel level;
@@ -158,6 +180,8 @@ static bool parse_value_option(int c, const char *arg, Options *o)
         return parse_compat(arg);
     case OPT_PR_JOURNAL:
         return set_pr_journal(arg);
+    case OPT_PEER_TIMEOUT:
+        return set_peer_timeout(arg);
     case OPT_DEBUG_LOAD_DELAY:
         if (!parse_u64(arg, &v) || v > 600000) {
             fprintf(stderr, "stormigd: bad delay '%s'\n", arg);
@@ -260,12 +284,12 @@ static bool start_incoming(const char *uri, Error **errp)
     }
     if (strncmp(uri, "file:", 5) == 0) {
         Error *err = NULL;
-        if (!migration_start_incoming(uri, &err)) {
+        if (!migration_start_incoming(uri, 0, &err)) {
             error_free(err);    /* logged, and kept for query-migrate */
         }
         return true;
     }
-    return migration_start_incoming(uri, errp);
+    return migration_start_incoming(uri, 0, errp);
 }
 
 static bool daemon_start(const Options *o, EventLoop *loop, Monitor **mon,

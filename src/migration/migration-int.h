@@ -55,6 +55,15 @@ typedef struct MigState {
     int listen_fd;                  /* dst: waiting for the source */
     char *listen_unix_path;         /* removed when listening ends */
 
+    /* channel.h §5: how long the peer may keep us waiting at one step;
+     * the daemon's default, and this migration's. */
+    uint32_t peer_timeout_default_ms;
+    uint32_t peer_timeout_ms;
+    uint64_t peer_timer;            /* the current step's deadline */
+    uint64_t keepalive_timer;       /* src: sending KEEPALIVE (vmm-stop) */
+    uint32_t peer_version;          /* from the peer's HELLO */
+    bool accepting;                 /* dst: listen_fd is on the loop */
+
     bool vmm_stop;                  /* src: the VMM stops the devices */
     bool was_running;               /* src: run state before the stop */
     bool disks_given_up;            /* src: inactivated for this run */
@@ -98,6 +107,15 @@ VMStateSection *mig_sections(size_t *n, Error **errp);
 
 /* Starts a new record for this role; forgets the last one. */
 void mig_begin(MigRole role);
+/* Moves to step; a step that waits on the peer gets its deadline
+ * (channel.h §5), any other step has none. */
+void mig_set_step(MigStep step);
+/* channel.h §5: KEEPALIVE restarts the current step's deadline. False
+ * (errp set) when the peer may not send one now. */
+bool mig_keepalive_received(Error **errp);
+/* dst: drop the source (timeout, cancel, its failure) and wait for a
+ * new one while still inmigrate. Takes err. */
+void mig_dst_abandon(Error *err, bool cancelled);
 void mig_set_status(MigrationStatus status);
 /* Records the failure (keeps the first message). */
 void mig_set_error(const Error *err);
@@ -117,6 +135,7 @@ void mig_src_fail(Error *err, bool cancelled);
 
 /* Destination (migration-dest.c). */
 bool mig_dst_listen(const MigUri *uri, Error **errp);
+void mig_dst_accept_next(void);
 bool mig_dst_load_state(const uint8_t *data, size_t len, Error **errp);
 bool mig_dst_switchover(bool run, Error **errp);
 

@@ -35,10 +35,10 @@ static bool src_connected(int fd, Error **errp)
     }
     ByteBuf hello;
     bytebuf_init(&hello);
-    mig_hello_encode(&hello);
+    mig_hello_encode(&hello, MIG_PROTO_VERSION);
     bool ok = src_send(MIG_MSG_HELLO, hello.data, (uint32_t)hello.len, errp);
     bytebuf_free(&hello);
-    mig.step = MIG_STEP_WAIT_HELLO;
+    mig_set_step(MIG_STEP_WAIT_HELLO);
     return ok;
 }
 
@@ -73,7 +73,7 @@ bool mig_src_start_socket(const MigUri *uri, bool vmm_stop, Error **errp)
         error_propagate(errp, err);
         return false;
     }
-    mig.step = MIG_STEP_CONNECTING;
+    mig_set_step(MIG_STEP_CONNECTING);
     if (in_progress) {
         mig.connect_fd = fd;
         if (!loop_add_fd(mig.loop, fd, LOOP_WRITE, src_connect_ready, NULL,
@@ -144,7 +144,7 @@ static bool src_send_state(Error **errp)
     bool ok = src_send(MIG_MSG_DEVICE_STATE, data, (uint32_t)len, errp);
     free(data);
     mig.saved_ns = clock_ns();
-    mig.step = MIG_STEP_WAIT_LOADED;
+    mig_set_step(MIG_STEP_WAIT_LOADED);
     return ok;
 }
 
@@ -153,7 +153,7 @@ static bool src_send_state(Error **errp)
  * started) or at the end of the VMM's own migration. */
 static bool src_wait_vmm(Error **errp)
 {
-    mig.step = MIG_STEP_WAIT_VMM_STOP;
+    mig_set_step(MIG_STEP_WAIT_VMM_STOP);
     if (!device_vmm_stopped_all()) {
         log_info("migration: waiting for the VMM to stop the devices");
         return true;
@@ -296,13 +296,13 @@ static bool src_switchover(Error **errp)
     }
     mig.inactivated_ns = clock_ns();
     uint8_t flags = mig.was_running ? MIG_SWITCHOVER_RUN : 0;
-    mig.step = MIG_STEP_WAIT_DONE;
+    mig_set_step(MIG_STEP_WAIT_DONE);
     return src_send(MIG_MSG_SWITCHOVER, &flags, 1, errp);
 }
 
 void mig_src_complete(void)
 {
-    mig.step = MIG_STEP_FINISHED;
+    mig_set_step(MIG_STEP_FINISHED);
     mig.downtime_valid = true;
     mig_close_channel();
     runstate_set(RUN_STATE_POSTMIGRATE);
@@ -348,7 +348,7 @@ void mig_src_fail(Error *err, bool cancelled)
                     cancelled ? "cancelled" : "failed", error_get_pretty(err));
     mig_set_error(err);
     error_free(err);
-    mig.step = MIG_STEP_FINISHED;
+    mig_set_step(MIG_STEP_FINISHED);
     mig_close_channel();
     mig_src_recover();
     mig_set_status(cancelled ? MIGRATION_STATUS_CANCELLED
@@ -364,8 +364,11 @@ static bool src_handle(uint16_t type, const uint8_t *payload, uint32_t len,
         free(text);
         return false;
     }
+    if (type == MIG_MSG_KEEPALIVE && len == 0) {
+        return mig_keepalive_received(errp);
+    }
     if (type == MIG_MSG_HELLO && mig.step == MIG_STEP_WAIT_HELLO) {
-        if (!mig_hello_check(payload, len, errp)) {
+        if (!mig_hello_check(payload, len, &mig.peer_version, errp)) {
             return false;
         }
         mig.setup_done_ns = clock_ns();
