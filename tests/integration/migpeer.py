@@ -113,3 +113,43 @@ def take_image_lock(path):
     fcntl.fcntl(fd, fcntl.F_OFD_SETLK, fl)
     fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, PID_BYTE)
     return fd
+
+
+class VhostUserFrontEnd:
+    """Just enough of a vhost-user front end (a VMM) to start a ring and
+    stop it again, as QEMU does around its own migration."""
+
+    SET_VRING_KICK, GET_VRING_BASE = 12, 11
+    VERSION = 0x1
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(path)
+        self.kick = None
+
+    def _send(self, request, payload, fds=()):
+        msg = struct.pack("<III", request, self.VERSION, len(payload)) + \
+            payload
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                struct.pack(f"{len(fds)}i", *fds))] if fds else []
+        self.sock.sendmsg([msg], anc)
+
+    def start_ring(self, index):
+        """SET_VRING_KICK with an eventfd: the ring is started."""
+        self.kick = os.eventfd(0)
+        self._send(self.SET_VRING_KICK, struct.pack("<Q", index), [self.kick])
+
+    def stop_ring(self, index):
+        """GET_VRING_BASE: the back end answers once nothing is in flight."""
+        self._send(self.GET_VRING_BASE, struct.pack("<II", index, 0))
+        hdr = self.sock.recv(12, socket.MSG_WAITALL)
+        request, _, size = struct.unpack("<III", hdr)
+        self.sock.recv(size, socket.MSG_WAITALL)
+        if request != self.GET_VRING_BASE:
+            raise AssertionError(f"reply to {request}")
+
+    def close(self):
+        self.sock.close()
+        if self.kick is not None:
+            os.close(self.kick)

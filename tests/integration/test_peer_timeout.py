@@ -224,6 +224,46 @@ def test_silent_destination_holds_disks(env):
     check_writes_continue(src)
 
 
+def vus_daemon(env, img, name, extra=()):
+    sock = env.path(f"{name}-scsi.sock")
+    return env.daemon(name, [
+        "--blockdev", blockdev(img),
+        "--device", f"vhost-user-scsi,id=scsi0,socket={sock},num-queues=1",
+        "--device", "scsi-hd,id=hd0,drive=d0,bus=scsi0,lun=0,serial=HD0",
+    ] + list(extra)), sock
+
+
+def test_vmm_wait_keepalive(env):
+    """vmm-stop: the source waits for its VMM far longer than the
+    destination's peer-timeout; its KEEPALIVEs keep the destination
+    waiting, and the migration completes once the VMM stops the ring."""
+    img = env.image()
+    path = env.path("mig.sock")
+    src, src_sock = vus_daemon(env, img, "src")
+    dst, _ = vus_daemon(env, img, "dst", ["--incoming", "unix:" + path,
+                                         "--peer-timeout", str(TIMEOUT_MS)])
+    vmm = migpeer.VhostUserFrontEnd(src_sock)
+    vmm.start_ring(2)       # request queue 0 (after control and event)
+    wait_for(lambda: src.device("scsi0")["queues"][2]["started"], 5,
+             "ring started")
+    src.cmd("migrate", uri="unix:" + path, **{"vmm-stop": True,
+                                             "peer-timeout": TIMEOUT_MS})
+    wait_for(lambda: dst.cmd("query-migrate")["status"] == "active", 5,
+             "dst active")
+    time.sleep(4 * TIMEOUT_MS / 1000)
+    m, d = src.cmd("query-migrate"), dst.cmd("query-migrate")
+    check(m["status"] == "active" and d["status"] == "active",
+          f"still waiting for the VMM: source {m}, destination {d}")
+    vmm.stop_ring(2)
+    m = src.wait_migration()
+    check(m["status"] == "completed" and
+          m["vmm-wait"] >= 4 * TIMEOUT_MS, f"source: {m}")
+    check(dst.wait_migration()["status"] == "completed", "destination")
+    check(dst.status() == "running" and dst.owned() == ["d0"] and
+          src.owned() == [], "one owner")
+    vmm.close()
+
+
 def test_peer_timeout_values(env):
     """The default, a per-migration value, and values refused."""
     img = env.image()
@@ -274,5 +314,6 @@ run_tests({
     "silent-destination-hello": test_silent_destination_hello,
     "silent-destination-loaded": test_silent_destination_loaded,
     "silent-destination-holds-disks": test_silent_destination_holds_disks,
+    "vmm-wait-keepalive": test_vmm_wait_keepalive,
     "values": test_peer_timeout_values,
 })
