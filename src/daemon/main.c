@@ -244,12 +244,32 @@ static bool create_backends_and_devices(const Options *o, EventLoop *loop,
     return true;
 }
 
+static void shutdown_stopped(void *opaque, Error *err)
+{
+    if (err) {
+        error_prepend(&err, "stopping the devices for shutdown: ");
+        error_report_err(err);
+    }
+    loop_stop(opaque);
+}
+
+void daemon_request_shutdown(EventLoop *loop)
+{
+    if (vm_stopping()) {
+        /* A stop already waits for requests; device teardown ends it. */
+        loop_stop(loop);
+        return;
+    }
+    migration_cancel();     /* a source resumes before it stops for good */
+    vm_stop(RUN_STATE_SHUTDOWN, shutdown_stopped, loop);
+}
+
 static void on_signal(EventLoop *loop, int fd, int mask, void *opaque)
 {
     struct signalfd_siginfo si;
     if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         log_info("signal %u: shutting down", si.ssi_signo);
-        loop_stop(loop);
+        daemon_request_shutdown(loop);
     }
 }
 
@@ -315,10 +335,10 @@ static bool daemon_start(const Options *o, EventLoop *loop, Monitor **mon,
 
 static void daemon_shutdown(Monitor *mon)
 {
-    Error *err = NULL;
     migration_shutdown();
-    if (runstate_is_running() && !vm_stop(RUN_STATE_SHUTDOWN, &err)) {
-        error_report_err(err);
+    if (runstate_is_running()) {
+        /* Only when the main loop never ran (start-up failed). */
+        log_warn("shutting down with the devices running");
     }
     runstate_set(RUN_STATE_SHUTDOWN);
     qmp_event_emit("SHUTDOWN", NULL);

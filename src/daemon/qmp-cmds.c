@@ -24,6 +24,30 @@ static bool qmp_query_status(json_object *args, json_object **ret,
     return true;
 }
 
+/* A stop that finishes inside the command answers it; one that waits
+ * for requests in flight is answered at once, and the STOP event (or the
+ * log, on failure) tells when it finished. */
+typedef struct QmpStopCall {
+    bool in_command;
+    bool finished;
+    Error *err;
+} QmpStopCall;
+
+static QmpStopCall qmp_stop_call;
+
+static void qmp_stop_done(void *opaque, Error *err)
+{
+    if (qmp_stop_call.in_command) {
+        qmp_stop_call.finished = true;
+        qmp_stop_call.err = err;
+        return;
+    }
+    if (err) {
+        error_prepend(&err, "stop failed, the VM keeps running: ");
+        error_report_err(err);
+    }
+}
+
 static bool qmp_stop(json_object *args, json_object **ret, void *opaque,
                      Error **errp)
 {
@@ -37,7 +61,14 @@ static bool qmp_stop(json_object *args, json_object **ret, void *opaque,
     if (!runstate_is_running()) {
         return true;
     }
-    return vm_stop(RUN_STATE_PAUSED, errp);
+    qmp_stop_call = (QmpStopCall){ .in_command = true };
+    vm_stop(RUN_STATE_PAUSED, qmp_stop_done, NULL);
+    qmp_stop_call.in_command = false;
+    if (qmp_stop_call.finished && qmp_stop_call.err) {
+        error_propagate(errp, qmp_stop_call.err);
+        return false;
+    }
+    return true;
 }
 
 static bool qmp_cont(json_object *args, json_object **ret, void *opaque,
@@ -179,7 +210,7 @@ static bool qmp_query_migrate(json_object *args, json_object **ret,
 
 static void stop_loop(void *opaque)
 {
-    loop_stop(opaque);
+    daemon_request_shutdown(opaque);
 }
 
 static bool qmp_quit(json_object *args, json_object **ret, void *opaque,

@@ -26,6 +26,7 @@ typedef enum MigStep {
     MIG_STEP_CONNECTING,
     MIG_STEP_WAIT_HELLO,
     MIG_STEP_WAIT_VMM_STOP,         /* src: the VMM has yet to stop devices */
+    MIG_STEP_STOPPING,              /* src: devices quiescing */
     MIG_STEP_WAIT_STATE,            /* dst: waiting for DEVICE_STATE */
     MIG_STEP_LOADING,               /* dst: load delayed (debug) */
     MIG_STEP_WAIT_LOADED,           /* src: waiting for STATE_LOADED */
@@ -42,6 +43,8 @@ typedef enum MigLateRecovery {
     MIG_LATE_RESUMED,               /* disks and reservations taken back */
     MIG_LATE_REFUSED,               /* could not take them: still stopped */
 } MigLateRecovery;
+
+typedef void MigStoppedFunc(void);
 
 typedef struct MigState {
     EventLoop *loop;
@@ -86,6 +89,9 @@ typedef struct MigState {
     uint64_t device_state_size;
     uint64_t transferred;
 
+    MigStoppedFunc *stopped_then;   /* src: after the stop */
+    char *file_path;                /* src: file: being saved */
+
     uint32_t debug_load_delay_ms;
     uint64_t load_timer;
     uint8_t *pending_state;         /* dst: state waiting for the delay */
@@ -125,7 +131,9 @@ void mig_stop_listening(void);
 /* Source steps (migration-source.c). */
 bool mig_src_start_socket(const MigUri *uri, bool vmm_stop, Error **errp);
 void mig_src_vmm_changed(Device *dev);
-bool mig_src_stop_vm(Error **errp);
+/* Stops the VM (step STOPPING); then() runs once it is stopped, or the
+ * migration fails. A migration that ended meanwhile undoes the stop. */
+void mig_src_stop_vm(MigStoppedFunc *then);
 bool mig_src_save_state(uint8_t **data, size_t *len, bool with_description,
                         Error **errp);
 bool mig_src_give_up_disks(Error **errp);

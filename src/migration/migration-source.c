@@ -12,7 +12,7 @@
 static void src_message(MigChannel *ch, uint16_t type, const uint8_t *payload,
                         uint32_t len, void *opaque);
 static void src_channel_failed(MigChannel *ch, Error *err, void *opaque);
-static bool src_send_state(Error **errp);
+static void src_stop_and_send(void);
 
 static const MigChannelOps src_ops = {
     .message = src_message,
@@ -90,16 +90,30 @@ bool mig_src_start_socket(const MigUri *uri, bool vmm_stop, Error **errp)
     return true;
 }
 
-bool mig_src_stop_vm(Error **errp)
+static void src_vm_stopped(void *opaque, Error *err)
 {
-    mig.stop_ns = clock_ns();
-    if (!vm_stop(RUN_STATE_FINISH_MIGRATE, errp)) {
-        return false;
+    if (mig.role != MIG_ROLE_SOURCE || mig.step != MIG_STEP_STOPPING) {
+        /* Cancelled or failed while the devices quiesced. */
+        error_free(err);
+        mig_src_recover();
+        return;
+    }
+    if (err) {
+        mig_src_fail(err, false);
+        return;
     }
     mig.stopped_ns = clock_ns();
     mig_global.running = mig.was_running;
     mig_set_status(MIGRATION_STATUS_DEVICE);
-    return true;
+    mig.stopped_then();
+}
+
+void mig_src_stop_vm(MigStoppedFunc *then)
+{
+    mig.stop_ns = clock_ns();
+    mig.stopped_then = then;
+    mig_set_step(MIG_STEP_STOPPING);
+    vm_stop(RUN_STATE_FINISH_MIGRATE, src_vm_stopped, NULL);
 }
 
 bool mig_src_save_state(uint8_t **data, size_t *len, bool with_description,
@@ -127,13 +141,12 @@ bool mig_src_save_state(uint8_t **data, size_t *len, bool with_description,
     return true;
 }
 
-/* Step: stop, save and send; runs once the destination greeted us. */
+/* Step: save and send; runs once the devices stopped. */
 static bool src_send_state(Error **errp)
 {
     uint8_t *data;
     size_t len;
-    if (!mig_src_stop_vm(errp) ||
-        !mig_src_save_state(&data, &len, false, errp)) {
+    if (!mig_src_save_state(&data, &len, false, errp)) {
         return false;
     }
     if (len > MIG_FRAME_MAX_PAYLOAD) {
@@ -148,6 +161,20 @@ static bool src_send_state(Error **errp)
     return ok;
 }
 
+static void src_stopped_send(void)
+{
+    Error *err = NULL;
+    if (!src_send_state(&err)) {
+        mig_src_fail(err, false);
+    }
+}
+
+/* Step: the destination greeted us (and the VMM stopped the devices). */
+static void src_stop_and_send(void)
+{
+    mig_src_stop_vm(src_stopped_send);
+}
+
 /* Step (vmm-stop): the channel is up; the state is final only once the
  * VMM stopped every device, which may be now (a device that was never
  * started) or at the end of the VMM's own migration. */
@@ -159,7 +186,8 @@ static bool src_wait_vmm(Error **errp)
         return true;
     }
     mig.vmm_wait_ns = clock_ns() - mig.setup_done_ns;
-    return src_send_state(errp);
+    src_stop_and_send();
+    return true;
 }
 
 /* Only an image's ownership lock proves the destination let go. */
@@ -261,10 +289,9 @@ void mig_src_vmm_changed(Device *dev)
         log_info("migration: the VMM stopped the devices ('%s' last)",
                  dev->id);
         mig.vmm_wait_ns = clock_ns() - mig.setup_done_ns;
-        if (!src_send_state(&err)) {
-            mig_src_fail(err, false);
-        }
-    } else if ((mig.step == MIG_STEP_WAIT_LOADED ||
+        src_stop_and_send();
+    } else if ((mig.step == MIG_STEP_STOPPING ||
+                mig.step == MIG_STEP_WAIT_LOADED ||
                 mig.step == MIG_STEP_WAIT_DONE) && !stopped) {
         /* The VMM runs the VM here again: its migration failed. Ours must
          * too, and the disks come back before a request is served (the
@@ -376,7 +403,8 @@ static bool src_handle(uint16_t type, const uint8_t *payload, uint32_t len,
         if (mig.vmm_stop) {
             return src_wait_vmm(errp);
         }
-        return src_send_state(errp);
+        src_stop_and_send();
+        return true;
     }
     if (type == MIG_MSG_STATE_LOADED && mig.step == MIG_STEP_WAIT_LOADED &&
         len == 0) {

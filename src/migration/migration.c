@@ -94,6 +94,7 @@ static const char *const step_names[] = {
     [MIG_STEP_CONNECTING] = "connect",
     [MIG_STEP_WAIT_HELLO] = "wait-hello",
     [MIG_STEP_WAIT_VMM_STOP] = "wait-vmm",
+    [MIG_STEP_STOPPING] = "stopping",
     [MIG_STEP_WAIT_STATE] = "wait-state",
     [MIG_STEP_LOADING] = "loading",
     [MIG_STEP_WAIT_LOADED] = "wait-loaded",
@@ -342,6 +343,10 @@ bool migration_start_outgoing_vmm(const char *uri, bool vmm_stop,
                    "migration");
         return false;
     }
+    if (vm_stopping()) {
+        error_setg(errp, "cannot migrate while the VM is being stopped");
+        return false;
+    }
     if (!device_migration_check_all(errp)) {
         return false;
     }
@@ -418,6 +423,8 @@ void migration_shutdown(void)
     mig.error_desc = NULL;
     free(mig.late_error);
     mig.late_error = NULL;
+    free(mig.file_path);
+    mig.file_path = NULL;
 }
 
 static double ns_to_ms(uint64_t ns)

@@ -32,6 +32,8 @@ typedef struct VuMapping {
     size_t len;
 } VuMapping;
 
+typedef struct VuQuiesce VuQuiesce;
+
 struct VhostUserDev {
     VhostUserDevConfig cfg;
     char *socket_path;
@@ -82,6 +84,8 @@ struct VhostUserDev {
     bool log_on;                /* data loop: VHOST_F_LOG_ALL applied */
 
     bool quiesced;
+    VuQuiesce *quiesce;             /* main loop: the stop being waited for */
+    VuQuiesce *quiesce_waiting;     /* data loop: to report when idle */
     VuQueue *queues;
 };
 

@@ -4,6 +4,7 @@ only what a test tells it, so a test can play a source or a destination
 that goes silent at a chosen step (Python 3 standard library only)."""
 
 import fcntl
+import mmap
 import os
 import socket
 import struct
@@ -120,7 +121,15 @@ class VhostUserFrontEnd:
     stop it again, as QEMU does around its own migration."""
 
     SET_VRING_KICK, GET_VRING_BASE = 12, 11
+    SET_FEATURES, SET_MEM_TABLE, SET_VRING_NUM, SET_VRING_ADDR, \
+        SET_VRING_BASE, SET_VRING_CALL = 2, 5, 8, 9, 10, 13
     VERSION = 0x1
+    # Guest memory: one region; rings and one request at fixed places.
+    MEM_SIZE = 1 << 20
+    UVA = 0x7f0000000000
+    RING_NUM = 8
+    DESC, AVAIL, USED, REQ, RESP, DATA = \
+        0x0, 0x1000, 0x2000, 0x3000, 0x3100, 0x4000
 
     def __init__(self, path):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -139,6 +148,54 @@ class VhostUserFrontEnd:
         """SET_VRING_KICK with an eventfd: the ring is started."""
         self.kick = os.eventfd(0)
         self._send(self.SET_VRING_KICK, struct.pack("<Q", index), [self.kick])
+
+    def setup_ring(self, index):
+        """Memory table, features and one started request ring (virtio
+        1.2 2.7 split layout), as a VMM sets them up."""
+        self._send(self.SET_FEATURES, struct.pack("<Q", 1 << 32))
+        self.mem_fd = os.memfd_create("guest")
+        os.ftruncate(self.mem_fd, self.MEM_SIZE)
+        self.mem = mmap.mmap(self.mem_fd, self.MEM_SIZE)
+        self._send(self.SET_MEM_TABLE,
+                   struct.pack("<IIQQQQ", 1, 0, 0, self.MEM_SIZE, self.UVA,
+                               0), [self.mem_fd])
+        self._send(self.SET_VRING_NUM, struct.pack("<II", index,
+                                                   self.RING_NUM))
+        self._send(self.SET_VRING_ADDR, struct.pack(
+            "<IIQQQQ", index, 0, self.UVA + self.DESC, self.UVA + self.USED,
+            self.UVA + self.AVAIL, 0))
+        self._send(self.SET_VRING_BASE, struct.pack("<II", index, 0))
+        self.call = os.eventfd(0)
+        self._send(self.SET_VRING_CALL, struct.pack("<Q", index),
+                   [self.call])
+        self.avail_idx = 0
+        self.start_ring(index)
+
+    def submit_read(self, lba, blocks, block_size=512):
+        """Places one READ(10) of LUN 0 in the ring and kicks it; the
+        previous one must have completed (its buffers are reused)."""
+        cdb = struct.pack(">BBIBHB", 0x28, 0, lba, 0, blocks, 0)
+        req = bytes([1, 0, 0, 0, 0, 0, 0, 0]) + struct.pack("<QBBB", 1, 0,
+                                                            0, 0) + \
+            cdb.ljust(32, b"\0")
+        self.mem[self.REQ:self.REQ + len(req)] = req
+        desc = struct.pack("<QIHH", self.REQ, len(req), 1, 1) + \
+            struct.pack("<QIHH", self.RESP, 108, 1 | 2, 2) + \
+            struct.pack("<QIHH", self.DATA, blocks * block_size, 2, 0)
+        self.mem[self.DESC:self.DESC + len(desc)] = desc
+        slot = self.AVAIL + 4 + 2 * (self.avail_idx % self.RING_NUM)
+        self.mem[slot:slot + 2] = struct.pack("<H", 0)
+        self.avail_idx += 1
+        self.mem[self.AVAIL:self.AVAIL + 4] = struct.pack("<HH", 0,
+                                                          self.avail_idx)
+        os.eventfd_write(self.kick, 1)
+
+    def scsi_status(self):
+        """SCSI status of the last completed request."""
+        return self.mem[self.RESP + 10]
+
+    def used_idx(self):
+        return struct.unpack("<H", self.mem[self.USED + 2:self.USED + 4])[0]
 
     def stop_ring(self, index):
         """GET_VRING_BASE: the back end answers once nothing is in flight."""
