@@ -113,17 +113,20 @@ MigDecodeResult mig_decoder_next(MigDecoder *dec, uint16_t *type,
     return MIG_DECODE_FRAME;
 }
 
-void mig_hello_encode(ByteBuf *out, uint32_t version)
+void mig_hello_encode(ByteBuf *out, uint32_t version, uint32_t timeout_ms)
 {
     bytebuf_append(out, MIG_PROTO_MAGIC, MIG_PROTO_MAGIC_LEN);
     bytebuf_put_be32(out, version);
+    if (version >= 2) {
+        bytebuf_put_be32(out, timeout_ms);
+    }
 }
 
 /* channel.h §2. */
 bool mig_hello_check(const uint8_t *payload, uint32_t len, uint32_t *version,
-                     Error **errp)
+                     uint32_t *timeout_ms, Error **errp)
 {
-    if (len != MIG_PROTO_MAGIC_LEN + 4) {
+    if (len < MIG_PROTO_MAGIC_LEN + 4) {
         error_setg(errp, "bad HELLO length %u", len);
         return false;
     }
@@ -138,7 +141,12 @@ bool mig_hello_check(const uint8_t *payload, uint32_t len, uint32_t *version,
                    MIG_PROTO_VERSION);
         return false;
     }
+    if (len != MIG_PROTO_MAGIC_LEN + (v >= 2 ? 8 : 4)) {
+        error_setg(errp, "bad HELLO length %u for version %u", len, v);
+        return false;
+    }
     *version = v;
+    *timeout_ms = v >= 2 ? ld_be32(payload + MIG_PROTO_MAGIC_LEN + 4) : 0;
     return true;
 }
 

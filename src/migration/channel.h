@@ -13,7 +13,8 @@
  *   version u32). The source sends first, in its own version; the
  *   destination answers in the same version when it speaks it (it speaks
  *   1 and 2). A different magic or an unspoken version ends the migration.
- *   Version 2 adds KEEPALIVE (§5); a version 1 peer never gets one.
+ *   Version 2 appends the sender's peer-timeout (u32, ms, §5) to HELLO and
+ *   adds KEEPALIVE (§5); a version 1 peer never gets one.
  *
  * §3 Flow: source DEVICE_STATE (a vmstate stream, see vmstate.h) ->
  *   destination STATE_LOADED (empty) -> source SWITCHOVER (u8 flags,
@@ -28,9 +29,11 @@
  *
  * §5 Deadlines: each side gives the peer peer-timeout ms to send the
  *   message its step waits for; past that the migration fails and the
- *   connection is closed. A source that waits for its VMM (vmm-stop) sends
- *   KEEPALIVE (empty, version 2 only) every third of its peer-timeout; any
- *   KEEPALIVE, at any step after HELLO, restarts the receiver's deadline.
+ *   connection is closed. A source that waits for its VMM (vmm-stop) or
+ *   for its devices to stop sends KEEPALIVE (empty, version 2 only) every
+ *   third of the shorter of the two peer-timeouts (the destination's is in
+ *   its HELLO); any KEEPALIVE, at any step after HELLO, restarts the
+ *   receiver's deadline.
  *
  * The decoder is pure (bytes in, frames out) so it can be unit tested and
  * fuzzed; MigChannel drives it with non-blocking I/O on an EventLoop.
@@ -99,12 +102,13 @@ MigDecodeResult mig_decoder_next(MigDecoder *dec, uint16_t *type,
                                  const uint8_t **payload, uint32_t *len,
                                  Error **errp);
 
-/* HELLO payload: magic, version (u32). */
-void mig_hello_encode(ByteBuf *out, uint32_t version);
+/* HELLO payload: magic, version (u32), since version 2 the sender's
+ * peer-timeout (u32, ms). */
+void mig_hello_encode(ByteBuf *out, uint32_t version, uint32_t timeout_ms);
 /* Accepts versions MIG_PROTO_VERSION_MIN..MIG_PROTO_VERSION; *version
- * gets the peer's. */
+ * gets the peer's, *timeout_ms its peer-timeout (0 from version 1). */
 bool mig_hello_check(const uint8_t *payload, uint32_t len, uint32_t *version,
-                     Error **errp);
+                     uint32_t *timeout_ms, Error **errp);
 /* ERROR payload to a printable C string (malloc'd, sanitised). */
 char *mig_error_text(const uint8_t *payload, uint32_t len);
 

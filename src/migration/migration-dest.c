@@ -251,12 +251,13 @@ static bool dst_handle(uint16_t type, const uint8_t *payload, uint32_t len,
     }
     if (type == MIG_MSG_HELLO && mig.step == MIG_STEP_WAIT_HELLO) {
         ByteBuf hello;
-        if (!mig_hello_check(payload, len, &mig.peer_version, errp)) {
+        if (!mig_hello_check(payload, len, &mig.peer_version,
+                             &mig.peer_hello_timeout_ms, errp)) {
             return false;
         }
         /* channel.h §2: answer in the source's version. */
         bytebuf_init(&hello);
-        mig_hello_encode(&hello, mig.peer_version);
+        mig_hello_encode(&hello, mig.peer_version, mig.peer_timeout_ms);
         bool ok = mig_channel_send(mig.ch, MIG_MSG_HELLO, hello.data,
                                    (uint32_t)hello.len, errp);
         bytebuf_free(&hello);

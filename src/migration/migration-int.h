@@ -65,6 +65,7 @@ typedef struct MigState {
     uint64_t peer_timer;            /* the current step's deadline */
     uint64_t keepalive_timer;       /* src: sending KEEPALIVE (vmm-stop) */
     uint32_t peer_version;          /* from the peer's HELLO */
+    uint32_t peer_hello_timeout_ms; /* the peer's peer-timeout (0: none) */
     bool accepting;                 /* dst: listen_fd is on the loop */
 
     bool vmm_stop;                  /* src: the VMM stops the devices */

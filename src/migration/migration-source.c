@@ -35,7 +35,7 @@ static bool src_connected(int fd, Error **errp)
     }
     ByteBuf hello;
     bytebuf_init(&hello);
-    mig_hello_encode(&hello, MIG_PROTO_VERSION);
+    mig_hello_encode(&hello, MIG_PROTO_VERSION, mig.peer_timeout_ms);
     bool ok = src_send(MIG_MSG_HELLO, hello.data, (uint32_t)hello.len, errp);
     bytebuf_free(&hello);
     mig_set_step(MIG_STEP_WAIT_HELLO);
@@ -395,7 +395,8 @@ static bool src_handle(uint16_t type, const uint8_t *payload, uint32_t len,
         return mig_keepalive_received(errp);
     }
     if (type == MIG_MSG_HELLO && mig.step == MIG_STEP_WAIT_HELLO) {
-        if (!mig_hello_check(payload, len, &mig.peer_version, errp)) {
+        if (!mig_hello_check(payload, len, &mig.peer_version,
+                             &mig.peer_hello_timeout_ms, errp)) {
             return false;
         }
         mig.setup_done_ns = clock_ns();

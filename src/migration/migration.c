@@ -158,6 +158,16 @@ static void peer_deadline_arm(void)
                                     peer_deadline_passed, NULL);
 }
 
+/* A third of the shorter deadline: two KEEPALIVEs may be late. */
+static int64_t keepalive_interval(void)
+{
+    uint32_t t = mig.peer_timeout_ms;
+    if (mig.peer_hello_timeout_ms && mig.peer_hello_timeout_ms < t) {
+        t = mig.peer_hello_timeout_ms;
+    }
+    return t / 3 ? t / 3 : 1;
+}
+
 static int64_t keepalive_due(EventLoop *loop, uint64_t id, void *opaque)
 {
     Error *err = NULL;
@@ -169,7 +179,7 @@ static int64_t keepalive_due(EventLoop *loop, uint64_t id, void *opaque)
         }
         return LOOP_TIMER_DONE;
     }
-    return mig.peer_timeout_ms / 3 ? mig.peer_timeout_ms / 3 : 1;
+    return keepalive_interval();
 }
 
 static void keepalive_stop(void)
@@ -188,12 +198,13 @@ void mig_set_step(MigStep step)
     } else {
         peer_deadline_clear();
     }
-    /* A source waiting for its VMM tells the destination it is alive. */
-    if (step == MIG_STEP_WAIT_VMM_STOP && mig.peer_version >= 2) {
+    /* A source waiting for its VMM or for its devices to stop (up to
+     * their stop-timeout) tells the destination it is alive. */
+    if ((step == MIG_STEP_WAIT_VMM_STOP || step == MIG_STEP_STOPPING) &&
+        mig.peer_version >= 2) {
         if (!mig.keepalive_timer) {
             mig.keepalive_timer = loop_add_timer(mig.loop,
-                mig.peer_timeout_ms / 3 ? mig.peer_timeout_ms / 3 : 1,
-                keepalive_due, NULL);
+                (uint64_t)keepalive_interval(), keepalive_due, NULL);
         }
     } else {
         keepalive_stop();
@@ -238,6 +249,7 @@ void mig_begin(MigRole role)
     mig.role = role;
     mig.step = MIG_STEP_IDLE;
     mig.peer_version = 0;
+    mig.peer_hello_timeout_ms = 0;
     mig.was_running = false;
     mig.vmm_stop = false;
     mig.vmm_wait_ns = 0;

@@ -24,8 +24,12 @@ def frame(msg_type, payload=b""):
     return struct.pack(">HHI", msg_type, 0, len(payload)) + payload
 
 
-def hello(version=VERSION):
-    return frame(HELLO, MAGIC + struct.pack(">I", version))
+def hello(version=VERSION, timeout_ms=60000):
+    """channel.h §2: version 2 carries the sender's peer-timeout."""
+    payload = MAGIC + struct.pack(">I", version)
+    if version >= 2:
+        payload += struct.pack(">I", timeout_ms)
+    return frame(HELLO, payload)
 
 
 class Peer:

@@ -12,17 +12,22 @@ from qmp import QMP, check, run_tests, wait_for
 DELAY_MS = 2000
 
 
-def daemon(env, stop_timeout=None):
-    img = env.image()
-    sock = env.path("scsi0.sock")
+def vus_args(env, img, name, stop_timeout=None, delay_ms=DELAY_MS):
+    sock = env.path(f"{name}-scsi0.sock")
     vus = f"vhost-user-scsi,id=scsi0,socket={sock},num-queues=1"
     if stop_timeout:
         vus += f",stop-timeout={stop_timeout}"
-    d = env.daemon("d", [
+    return sock, [
         "--blockdev", f"driver=file,node-name=d0,filename={img},"
-                      f"x-debug-delay-ms={DELAY_MS}",
+                      f"x-debug-delay-ms={delay_ms}",
         "--device", vus,
-        "--device", "scsi-hd,id=hd0,drive=d0,bus=scsi0,lun=0,serial=HD0"])
+        "--device", "scsi-hd,id=hd0,drive=d0,bus=scsi0,lun=0,serial=HD0"]
+
+
+def daemon(env, stop_timeout=None, img=None):
+    img = img or env.image()
+    sock, args = vus_args(env, img, "d", stop_timeout)
+    d = env.daemon("d", args)
     vmm = migpeer.VhostUserFrontEnd(sock)
     vmm.setup_ring(2)
     # The first command gets the power-on UNIT ATTENTION.
@@ -84,7 +89,61 @@ def test_stop_timeout(env):
     vmm.close()
 
 
+def test_migrate_while_stopping(env):
+    """A migration stops the source while its READ waits on the slow
+    disk: the monitor answers, the destination's short peer-timeout does
+    not expire (KEEPALIVE), and the migration completes."""
+    img = env.image()
+    src, vmm = daemon(env, img=img)
+    mig = "unix:" + env.path("mig.sock")
+    _, args = vus_args(env, img, "dst", delay_ms=0)
+    dst = env.daemon("dst", args + ["--incoming", mig,
+                                    "--peer-timeout", "300"])
+    src.cmd("migrate", uri=mig)
+    wait_for(lambda: src.cmd("query-migrate")["status"] == "active", 5,
+             "HELLO exchanged, the devices stopping")
+    t0 = time.monotonic()
+    m = src.cmd("query-migrate")
+    ms = (time.monotonic() - t0) * 1000
+    check(ms < 100 and m["status"] == "active" and vmm.used_idx() == 1,
+          f"query-migrate took {ms:.0f} ms while stopping: {m}")
+    m = src.wait_migration()
+    check(m["status"] == "completed" and m["downtime-parts"]["stop"] >
+          DELAY_MS * 0.7, f"source: {m}")
+    check(dst.wait_migration()["status"] == "completed", "destination")
+    check(vmm.used_idx() == 2 and vmm.scsi_status() == 0,
+          "the READ completed on the source before the handover")
+    check(dst.owned() == ["d0"] and src.owned() == [], "one owner")
+    vmm.close()
+
+
+def test_cancel_while_stopping(env):
+    """migrate_cancel while the source waits for its READ: the migration
+    is cancelled at once and, once the stop finished, the source runs
+    again with its disk."""
+    img = env.image()
+    src, vmm = daemon(env, img=img)
+    mig = "unix:" + env.path("mig.sock")
+    _, args = vus_args(env, img, "dst", delay_ms=0)
+    env.daemon("dst", args + ["--incoming", mig])
+    src.cmd("migrate", uri=mig)
+    wait_for(lambda: src.cmd("query-migrate")["status"] == "active", 5,
+             "HELLO exchanged, the devices stopping")
+    check(vmm.used_idx() == 1, "the READ still in flight")
+    src.cmd("migrate_cancel")
+    m = src.cmd("query-migrate")
+    check(m["status"] == "cancelled", f"source: {m}")
+    wait_for(lambda: vmm.used_idx() == 2, 10, "the READ completes")
+    src.qmp.wait_event("STOP", timeout=10)
+    src.qmp.wait_event("RESUME", timeout=10)
+    check(src.status() == "running" and src.owned() == ["d0"],
+          f"running with its disk: {src.status()} {src.owned()}")
+    vmm.close()
+
+
 run_tests({
+    "migrate": test_migrate_while_stopping,
+    "cancel-migration": test_cancel_while_stopping,
     "waits-without-blocking": test_stop_waits_without_blocking,
     "timeout": test_stop_timeout,
 })
