@@ -337,7 +337,7 @@ static void daemon_shutdown(Monitor *mon)
 {
     migration_shutdown();
     if (runstate_is_running()) {
-        /* Only when the main loop never ran (start-up failed). */
+        /* Start-up failed, or the stop for shutdown gave up. */
         log_warn("shutting down with the devices running");
     }
     runstate_set(RUN_STATE_SHUTDOWN);
