@@ -12,6 +12,8 @@
 #define BLK_DEFAULT_QUEUE_DEPTH 256
 #define BLK_MAX_QUEUE_DEPTH     4096
 
+typedef struct BlockDelayed BlockDelayed;
+
 struct BlockBackend {
     char *node_name;
     char *filename;
@@ -37,6 +39,11 @@ struct BlockBackend {
     EventLoop *loop;            /* NULL until blk_attach_loop */
     unsigned in_flight;
     unsigned sq_queued;         /* SQEs prepared, not yet submitted */
+
+    uint32_t debug_delay_ms;    /* BlockOpenOptions.debug_delay_ms */
+    BlockDelayed *delayed;      /* held completions, oldest first */
+    BlockDelayed **delayed_tail;
+    uint64_t delay_timer;       /* on loop */
 
     BlockStats stats;
     char *user;                 /* the device using it (blk_claim) */

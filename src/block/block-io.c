@@ -397,14 +397,81 @@ static void req_done(BlockRequest *req, int res)
     }
 }
 
-static void process_completions(BlockBackend *blk)
+/* A completion held back by debug-delay-ms. */
+struct BlockDelayed {
+    BlockRequest *req;
+    int res;
+    uint64_t due_ms;
+    BlockDelayed *next;
+};
+
+/* Completes held completions: those due, or all. Returns the delay
+ * until the next one is due, or LOOP_TIMER_DONE when none is left. */
+static int64_t delayed_run(BlockBackend *blk, bool all)
+{
+    while (blk->delayed) {
+        BlockDelayed *d = blk->delayed;
+        uint64_t now = clock_ms();
+        if (!all && d->due_ms > now) {
+            return (int64_t)(d->due_ms - now);
+        }
+        blk->delayed = d->next;
+        if (!blk->delayed) {
+            blk->delayed_tail = &blk->delayed;
+        }
+        BlockRequest *req = d->req;
+        int res = d->res;
+        free(d);
+        req_done(req, res);
+    }
+    return LOOP_TIMER_DONE;
+}
+
+static int64_t delayed_due(EventLoop *loop, uint64_t id, void *opaque)
+{
+    BlockBackend *blk = opaque;
+    int64_t next = delayed_run(blk, false);
+    if (next == LOOP_TIMER_DONE) {
+        blk->delay_timer = 0;
+    }
+    return next;
+}
+
+static void delayed_flush(BlockBackend *blk)
+{
+    if (blk->delay_timer) {
+        loop_del_timer(blk->loop, blk->delay_timer);
+        blk->delay_timer = 0;
+    }
+    delayed_run(blk, true);
+}
+
+/* False when the completion must be served now (no loop, no memory). */
+static bool delay_completion(BlockBackend *blk, BlockRequest *req, int res)
+{
+    BlockDelayed *d = blk->loop ? malloc(sizeof(*d)) : NULL;
+    if (!d) {
+        return false;
+    }
+    *d = (BlockDelayed){ req, res, clock_ms() + blk->debug_delay_ms, NULL };
+    *blk->delayed_tail = d;
+    blk->delayed_tail = &d->next;
+    if (!blk->delay_timer) {
+        blk->delay_timer = loop_add_timer(blk->loop, blk->debug_delay_ms,
+                                          delayed_due, blk);
+    }
+    return true;
+}
+
+static void process_completions(BlockBackend *blk, bool may_delay)
 {
     struct io_uring_cqe *cqe;
     while (io_uring_peek_cqe(&blk->ring, &cqe) == 0) {
         BlockRequest *req = io_uring_cqe_get_data(cqe);
         int res = cqe->res;
         io_uring_cqe_seen(&blk->ring, cqe);
-        if (req) {
+        if (req && !(may_delay && blk->debug_delay_ms &&
+                     delay_completion(blk, req, res))) {
             req_done(req, res);
         }
     }
@@ -416,7 +483,7 @@ static void on_completion_event(EventLoop *loop, int fd, int mask,
     uint64_t count;
     ssize_t n = read(fd, &count, sizeof(count));
     (void)n;    /* EAGAIN: already consumed; completions are peeked anyway */
-    process_completions(opaque);
+    process_completions(opaque, true);
 }
 
 /* Common tail of every submission: queue-depth check, then the ring. */
@@ -548,6 +615,7 @@ int blk_write_zeroes(BlockBackend *blk, uint64_t offset, uint64_t bytes,
 
 void blk_drain(BlockBackend *blk)
 {
+    delayed_flush(blk);
     while (blk->in_flight) {
         sq_flush(blk);
         struct io_uring_cqe *cqe;
@@ -557,7 +625,7 @@ void blk_drain(BlockBackend *blk)
                       blk->node_name, strerror(-ret));
             return;
         }
-        process_completions(blk);
+        process_completions(blk, false);
     }
 }
 
@@ -599,6 +667,7 @@ void blk_io_cleanup(BlockBackend *blk)
 void blk_io_detach_loop(BlockBackend *blk)
 {
     if (blk->loop) {
+        delayed_flush(blk);
         loop_del_prepare(blk->loop, on_loop_prepare, blk);
         loop_del_fd(blk->loop, blk->efd);
         blk->loop = NULL;

@@ -219,6 +219,8 @@ BlockBackend *blk_open(const BlockOpenOptions *opts, Error **errp)
     blk->node_name = strdup(opts->node_name);
     blk->filename = strdup(opts->filename);
     blk->read_only = opts->read_only;
+    blk->debug_delay_ms = opts->debug_delay_ms;
+    blk->delayed_tail = &blk->delayed;
     blk->direct = opts->direct;
     blk->discard = opts->discard;
     blk->queue_depth = opts->queue_depth ? opts->queue_depth

@@ -29,6 +29,9 @@ typedef struct BlockOpenOptions {
     bool direct;                /* O_DIRECT (cache=none) */
     bool discard;               /* pass discards to the file (punch hole) */
     uint32_t queue_depth;       /* io_uring entries; 0 = default (256) */
+    /* Testing aid: every completion is held this long, as a slow disk
+     * would (a drain completes held ones at once). 0: off. */
+    uint32_t debug_delay_ms;
 } BlockOpenOptions;
 
 /* Completion: ret is 0 on success or a negative errno. A NULL callback

@@ -44,6 +44,8 @@ static bool blockdev_open(KeyVal *kv, Error **errp)
         !keyval_get_bool(kv, "read-only", false, &opts.read_only, errp) ||
         !keyval_get_bool(kv, "cache.direct", false, &opts.direct, errp) ||
         !parse_discard(kv, &opts.discard, errp) ||
+        !keyval_get_u32(kv, "x-debug-delay-ms", 0, &opts.debug_delay_ms,
+                        errp) ||
         !keyval_check_all_used(kv, "blockdev", errp)) {
         return false;
     }

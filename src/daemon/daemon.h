@@ -16,6 +16,10 @@ void pattern_writer_register(void);
 bool daemon_blockdev_add(const char *optstr, Error **errp);
 void daemon_blockdev_close_all(void);
 
+/* SIGTERM, SIGINT, QMP quit: ends an outgoing migration, stops the
+ * devices (requests in flight complete) and then the main loop. */
+void daemon_request_shutdown(EventLoop *loop);
+
 /* The QMP commands of the daemon (run state, block, devices, migration). */
 void daemon_register_qmp_commands(EventLoop *loop);
 /* vhost-user devices' commands (qmp-vhost-user.c). */

@@ -38,6 +38,7 @@ typedef struct Options {
 enum {
     OPT_BLOCKDEV = 256, OPT_DEVICE, OPT_MONITOR, OPT_INCOMING, OPT_NAME,
     OPT_LOG_LEVEL, OPT_COMPAT, OPT_DEBUG_LOAD_DELAY, OPT_PR_JOURNAL,
+    OPT_PEER_TIMEOUT,
 };
 
 static const struct option long_options[] = {
@@ -49,6 +50,7 @@ static const struct option long_options[] = {
     { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
     { "compat-version", required_argument, NULL, OPT_COMPAT },
     { "pr-journal", required_argument, NULL, OPT_PR_JOURNAL },
+    { "peer-timeout", required_argument, NULL, OPT_PEER_TIMEOUT },
     /* Testing aid, not in --help: delays loading incoming state. */
     { "debug-load-delay-ms", required_argument, NULL, OPT_DEBUG_LOAD_DELAY },
     { "help", no_argument, NULL, 'h' },
@@ -74,6 +76,8 @@ static void usage(void)
 "  --name NAME                   tag for log lines\n"
 "  --log-level error|warn|info|debug\n"
 "  --compat-version X.Y          behave like release X.Y\n"
+"  --peer-timeout MS             how long the other stormigd may keep a\n"
+"                                migration step waiting (default 120000)\n"
 "  --pr-journal DIR              reservation journals of scsi-block LUNs\n"
 "                                without pr-journal= (default\n"
 "                                /var/lib/stormig/pr)\n"
@@ -152,6 +156,24 @@ static bool set_pr_journal(const char *dir)
 #endif
 }
 
+static bool set_peer_timeout(const char *arg)
+{
+    uint64_t v;
+    Error *err = NULL;
+    if (!parse_u64(arg, &v) || v > INT64_MAX) {
+        fprintf(stderr, "stormigd: --peer-timeout wants milliseconds, not "
+                "'%s'\n", arg);
+        return false;
+    }
+    if (!migration_set_peer_timeout((int64_t)v, &err)) {
+        fprintf(stderr, "stormigd: --peer-timeout: %s\n",
+                error_get_pretty(err));
+        error_free(err);
+        return false;
+    }
+    return true;
+}
+
 static bool parse_value_option(int c, const char *arg, Options *o)
 {
     LogLevel level;
@@ -182,6 +204,8 @@ static bool parse_value_option(int c, const char *arg, Options *o)
         return parse_compat(arg);
     case OPT_PR_JOURNAL:
         return set_pr_journal(arg);
+    case OPT_PEER_TIMEOUT:
+        return set_peer_timeout(arg);
     case OPT_DEBUG_LOAD_DELAY:
         if (!parse_u64(arg, &v) || v > 600000) {
             fprintf(stderr, "stormigd: bad delay '%s'\n", arg);
@@ -244,12 +268,32 @@ static bool create_backends_and_devices(const Options *o, EventLoop *loop,
     return true;
 }
 
+static void shutdown_stopped(void *opaque, Error *err)
+{
+    if (err) {
+        error_prepend(&err, "stopping the devices for shutdown: ");
+        error_report_err(err);
+    }
+    loop_stop(opaque);
+}
+
+void daemon_request_shutdown(EventLoop *loop)
+{
+    if (vm_stopping()) {
+        /* A stop already waits for requests; device teardown ends it. */
+        loop_stop(loop);
+        return;
+    }
+    migration_cancel();     /* a source resumes before it stops for good */
+    vm_stop(RUN_STATE_SHUTDOWN, shutdown_stopped, loop);
+}
+
 static void on_signal(EventLoop *loop, int fd, int mask, void *opaque)
 {
     struct signalfd_siginfo si;
     if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         log_info("signal %u: shutting down", si.ssi_signo);
-        loop_stop(loop);
+        daemon_request_shutdown(loop);
     }
 }
 
@@ -284,12 +328,12 @@ static bool start_incoming(const char *uri, Error **errp)
     }
     if (strncmp(uri, "file:", 5) == 0) {
         Error *err = NULL;
-        if (!migration_start_incoming(uri, &err)) {
+        if (!migration_start_incoming(uri, 0, &err)) {
             error_free(err);    /* logged, and kept for query-migrate */
         }
         return true;
     }
-    return migration_start_incoming(uri, errp);
+    return migration_start_incoming(uri, 0, errp);
 }
 
 static bool daemon_start(const Options *o, EventLoop *loop, Monitor **mon,
@@ -315,10 +359,10 @@ static bool daemon_start(const Options *o, EventLoop *loop, Monitor **mon,
 
 static void daemon_shutdown(Monitor *mon)
 {
-    Error *err = NULL;
     migration_shutdown();
-    if (runstate_is_running() && !vm_stop(RUN_STATE_SHUTDOWN, &err)) {
-        error_report_err(err);
+    if (runstate_is_running()) {
+        /* Start-up failed, or the stop for shutdown gave up. */
+        log_warn("shutting down with the devices running");
     }
     runstate_set(RUN_STATE_SHUTDOWN);
     qmp_event_emit("SHUTDOWN", NULL);

@@ -24,6 +24,30 @@ static bool qmp_query_status(json_object *args, json_object **ret,
     return true;
 }
 
+/* A stop that finishes inside the command answers it; one that waits
+ * for requests in flight is answered at once, and the STOP event (or the
+ * log, on failure) tells when it finished. */
+typedef struct QmpStopCall {
+    bool in_command;
+    bool finished;
+    Error *err;
+} QmpStopCall;
+
+static QmpStopCall qmp_stop_call;
+
+static void qmp_stop_done(void *opaque, Error *err)
+{
+    if (qmp_stop_call.in_command) {
+        qmp_stop_call.finished = true;
+        qmp_stop_call.err = err;
+        return;
+    }
+    if (err) {
+        error_prepend(&err, "stop failed, the VM keeps running: ");
+        error_report_err(err);
+    }
+}
+
 static bool qmp_stop(json_object *args, json_object **ret, void *opaque,
                      Error **errp)
 {
@@ -37,7 +61,14 @@ static bool qmp_stop(json_object *args, json_object **ret, void *opaque,
     if (!runstate_is_running()) {
         return true;
     }
-    return vm_stop(RUN_STATE_PAUSED, errp);
+    qmp_stop_call = (QmpStopCall){ .in_command = true };
+    vm_stop(RUN_STATE_PAUSED, qmp_stop_done, NULL);
+    qmp_stop_call.in_command = false;
+    if (qmp_stop_call.finished && qmp_stop_call.err) {
+        error_propagate(errp, qmp_stop_call.err);
+        return false;
+    }
+    return true;
 }
 
 static bool qmp_cont(json_object *args, json_object **ret, void *opaque,
@@ -109,28 +140,52 @@ static bool qmp_query_devices(json_object *args, json_object **ret,
     return true;
 }
 
+/* Optional "peer-timeout" (ms); 0 when absent: the daemon's default. */
+static bool arg_peer_timeout(json_object *args, uint32_t *ms, Error **errp)
+{
+    int64_t v = 0;
+    json_object *member = NULL;
+    *ms = 0;
+    if (!qmp_arg_int(args, "peer-timeout", true, &v, errp)) {
+        return false;
+    }
+    if (!json_object_object_get_ex(args, "peer-timeout", &member)) {
+        return true;
+    }
+    if (!migration_peer_timeout_check(v, errp)) {
+        return false;
+    }
+    *ms = (uint32_t)v;
+    return true;
+}
+
 static bool qmp_migrate(json_object *args, json_object **ret, void *opaque,
                         Error **errp)
 {
-    static const char *const known[] = { "uri", "detach", "vmm-stop", NULL };
+    static const char *const known[] = { "uri", "detach", "vmm-stop",
+                                         "peer-timeout", NULL };
     const char *uri;
     bool detach = true, vmm_stop = false;
+    uint32_t peer_timeout;
     /* vmm-stop: wait until the VMM stopped the devices (migration.h). */
     return qmp_args_check(args, known, errp) &&
            qmp_arg_str(args, "uri", false, &uri, errp) &&
            qmp_arg_bool(args, "detach", true, &detach, errp) &&
            qmp_arg_bool(args, "vmm-stop", true, &vmm_stop, errp) &&
-           migration_start_outgoing_vmm(uri, vmm_stop, errp);
+           arg_peer_timeout(args, &peer_timeout, errp) &&
+           migration_start_outgoing_vmm(uri, vmm_stop, peer_timeout, errp);
 }
 
 static bool qmp_migrate_incoming(json_object *args, json_object **ret,
                                  void *opaque, Error **errp)
 {
-    static const char *const known[] = { "uri", NULL };
+    static const char *const known[] = { "uri", "peer-timeout", NULL };
     const char *uri;
+    uint32_t peer_timeout;
     return qmp_args_check(args, known, errp) &&
            qmp_arg_str(args, "uri", false, &uri, errp) &&
-           migration_start_incoming(uri, errp);
+           arg_peer_timeout(args, &peer_timeout, errp) &&
+           migration_start_incoming(uri, peer_timeout, errp);
 }
 
 static bool qmp_migrate_cancel(json_object *args, json_object **ret,
@@ -155,7 +210,7 @@ static bool qmp_query_migrate(json_object *args, json_object **ret,
 
 static void stop_loop(void *opaque)
 {
-    loop_stop(opaque);
+    daemon_request_shutdown(opaque);
 }
 
 static bool qmp_quit(json_object *args, json_object **ret, void *opaque,

@@ -212,10 +212,65 @@ static bool run_hooks(size_t hook_offset, const char *what, Error **errp)
     return true;
 }
 
-bool device_stop_all(Error **errp)
+static struct {
+    Device *cur;                    /* being stopped */
+    DeviceDone *done;
+    void *opaque;
+} stopping;
+
+static void stop_finish(Error *err)
 {
-    return run_hooks(offsetof(DeviceClass, stop), "cannot stop device",
-                     errp);
+    DeviceDone *done = stopping.done;
+    if (err) {
+        error_prepend(&err, "cannot stop device '%s': ", stopping.cur->id);
+    }
+    stopping.done = NULL;
+    stopping.cur = NULL;
+    done(stopping.opaque, err);
+}
+
+static void stop_next(void);
+
+static void stop_one_done(void *opaque, Error *err)
+{
+    if (err) {
+        stop_finish(err);
+        return;
+    }
+    stopping.cur = stopping.cur->next;
+    stop_next();
+}
+
+static void stop_next(void)
+{
+    Error *err = NULL;
+    while (stopping.cur) {
+        Device *d = stopping.cur;
+        if (d->cls->stop_async) {
+            d->cls->stop_async(d, stop_one_done, NULL);
+            return;
+        }
+        if (d->cls->stop && !d->cls->stop(d, &err)) {
+            stop_finish(err);
+            return;
+        }
+        stopping.cur = d->next;
+    }
+    stop_finish(NULL);
+}
+
+void device_stop_all(DeviceDone *done, void *opaque)
+{
+    Error *err = NULL;
+    if (stopping.done) {
+        error_setg(&err, "the devices are already being stopped");
+        done(opaque, err);
+        return;
+    }
+    stopping.done = done;
+    stopping.opaque = opaque;
+    stopping.cur = devices;
+    stop_next();
 }
 
 bool device_start_all(Error **errp)

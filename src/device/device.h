@@ -21,6 +21,8 @@
 #include "vmstate/vmstate.h"
 
 typedef struct Device Device;
+/* A continuation: err NULL on success, else owned by the callee. */
+typedef void DeviceDone(void *opaque, Error *err);
 
 typedef struct DeviceClass {
     const char *type;               /* --device TYPE,... */
@@ -35,6 +37,10 @@ typedef struct DeviceClass {
      * in-flight ones completed); start resumes it. */
     bool (*stop)(Device *dev, Error **errp);
     bool (*start)(Device *dev, Error **errp);
+    /* Instead of stop, for a device whose requests may take long: returns
+     * at once and runs done(opaque, NULL or err) on the main loop (maybe
+     * before returning) once stopped, or when it gave up. */
+    void (*stop_async)(Device *dev, DeviceDone *done, void *opaque);
 
     /* Source, before a migration starts: refuse up front (allowlist). */
     bool (*migration_check)(Device *dev, Error **errp);
@@ -90,7 +96,10 @@ Device *device_next(Device *dev);
 
 /* Run every device's hook in creation order (inactivate: reverse order).
  * The bool ones stop at the first failure, which names the device. */
-bool device_stop_all(Error **errp);
+/* Stops every device in creation order, each after the one before
+ * finished; done(opaque, err) when all did or at the first failure (the
+ * error names the device). Main loop; one at a time. */
+void device_stop_all(DeviceDone *done, void *opaque);
 bool device_start_all(Error **errp);
 bool device_migration_check_all(Error **errp);
 bool device_activate_all(Error **errp);

@@ -16,6 +16,7 @@ static const char *const msg_names[MIG_MSG__MAX] = {
     [MIG_MSG_SWITCHOVER] = "SWITCHOVER",
     [MIG_MSG_SWITCHOVER_DONE] = "SWITCHOVER_DONE",
     [MIG_MSG_ERROR] = "ERROR",
+    [MIG_MSG_KEEPALIVE] = "KEEPALIVE",
 };
 
 const char *mig_msg_name(uint16_t type)
@@ -112,16 +113,20 @@ MigDecodeResult mig_decoder_next(MigDecoder *dec, uint16_t *type,
     return MIG_DECODE_FRAME;
 }
 
-void mig_hello_encode(ByteBuf *out)
+void mig_hello_encode(ByteBuf *out, uint32_t version, uint32_t timeout_ms)
 {
     bytebuf_append(out, MIG_PROTO_MAGIC, MIG_PROTO_MAGIC_LEN);
-    bytebuf_put_be32(out, MIG_PROTO_VERSION);
+    bytebuf_put_be32(out, version);
+    if (version >= 2) {
+        bytebuf_put_be32(out, timeout_ms);
+    }
 }
 
 /* channel.h §2. */
-bool mig_hello_check(const uint8_t *payload, uint32_t len, Error **errp)
+bool mig_hello_check(const uint8_t *payload, uint32_t len, uint32_t *version,
+                     uint32_t *timeout_ms, Error **errp)
 {
-    if (len != MIG_PROTO_MAGIC_LEN + 4) {
+    if (len < MIG_PROTO_MAGIC_LEN + 4) {
         error_setg(errp, "bad HELLO length %u", len);
         return false;
     }
@@ -129,12 +134,19 @@ bool mig_hello_check(const uint8_t *payload, uint32_t len, Error **errp)
         error_setg(errp, "peer is not a stormigd migration endpoint");
         return false;
     }
-    uint32_t version = ld_be32(payload + MIG_PROTO_MAGIC_LEN);
-    if (version != MIG_PROTO_VERSION) {
+    uint32_t v = ld_be32(payload + MIG_PROTO_MAGIC_LEN);
+    if (v < MIG_PROTO_VERSION_MIN || v > MIG_PROTO_VERSION) {
         error_setg(errp, "unsupported migration protocol version %u "
-                   "(this side speaks %u)", version, MIG_PROTO_VERSION);
+                   "(this side speaks %u to %u)", v, MIG_PROTO_VERSION_MIN,
+                   MIG_PROTO_VERSION);
         return false;
     }
+    if (len != MIG_PROTO_MAGIC_LEN + (v >= 2 ? 8 : 4)) {
+        error_setg(errp, "bad HELLO length %u for version %u", len, v);
+        return false;
+    }
+    *version = v;
+    *timeout_ms = v >= 2 ? ld_be32(payload + MIG_PROTO_MAGIC_LEN + 4) : 0;
     return true;
 }
 

@@ -10,8 +10,11 @@
  *   payload
  *
  * §2 Handshake: the first message each way is HELLO (magic "STMGMIG\n",
- *   version u32). The source sends first; the destination answers with
- *   its own HELLO. A different magic or version ends the migration.
+ *   version u32). The source sends first, in its own version; the
+ *   destination answers in the same version when it speaks it (it speaks
+ *   1 and 2). A different magic or an unspoken version ends the migration.
+ *   Version 2 appends the sender's peer-timeout (u32, ms, §5) to HELLO and
+ *   adds KEEPALIVE (§5); a version 1 peer never gets one.
  *
  * §3 Flow: source DEVICE_STATE (a vmstate stream, see vmstate.h) ->
  *   destination STATE_LOADED (empty) -> source SWITCHOVER (u8 flags,
@@ -23,6 +26,14 @@
  *   the receiver keeps the first 1024 printable bytes) and then expects
  *   the source to close. A closed connection before SWITCHOVER_DONE is a
  *   failed migration for both sides.
+ *
+ * §5 Deadlines: each side gives the peer peer-timeout ms to send the
+ *   message its step waits for; past that the migration fails and the
+ *   connection is closed. A source that waits for its VMM (vmm-stop) or
+ *   for its devices to stop sends KEEPALIVE (empty, version 2 only) every
+ *   third of the shorter of the two peer-timeouts (the destination's is in
+ *   its HELLO); any KEEPALIVE, at any step after HELLO, restarts the
+ *   receiver's deadline.
  *
  * The decoder is pure (bytes in, frames out) so it can be unit tested and
  * fuzzed; MigChannel drives it with non-blocking I/O on an EventLoop.
@@ -45,7 +56,8 @@
 
 #define MIG_PROTO_MAGIC "STMGMIG\n"
 #define MIG_PROTO_MAGIC_LEN 8
-#define MIG_PROTO_VERSION 1u
+#define MIG_PROTO_VERSION 2u
+#define MIG_PROTO_VERSION_MIN 1u
 
 typedef enum MigMsgType {
     MIG_MSG_HELLO = 1,          /* both ways: magic, version */
@@ -54,6 +66,7 @@ typedef enum MigMsgType {
     MIG_MSG_SWITCHOVER = 4,     /* src -> dst: u8 flags */
     MIG_MSG_SWITCHOVER_DONE = 5,/* dst -> src: empty */
     MIG_MSG_ERROR = 6,          /* both ways: UTF-8 text, no NUL */
+    MIG_MSG_KEEPALIVE = 7,      /* both ways, version 2: empty */
     MIG_MSG__MAX,
 } MigMsgType;
 
@@ -89,9 +102,13 @@ MigDecodeResult mig_decoder_next(MigDecoder *dec, uint16_t *type,
                                  const uint8_t **payload, uint32_t *len,
                                  Error **errp);
 
-/* HELLO payload: magic, version (u32). */
-void mig_hello_encode(ByteBuf *out);
-bool mig_hello_check(const uint8_t *payload, uint32_t len, Error **errp);
+/* HELLO payload: magic, version (u32), since version 2 the sender's
+ * peer-timeout (u32, ms). */
+void mig_hello_encode(ByteBuf *out, uint32_t version, uint32_t timeout_ms);
+/* Accepts versions MIG_PROTO_VERSION_MIN..MIG_PROTO_VERSION; *version
+ * gets the peer's, *timeout_ms its peer-timeout (0 from version 1). */
+bool mig_hello_check(const uint8_t *payload, uint32_t len, uint32_t *version,
+                     uint32_t *timeout_ms, Error **errp);
 /* ERROR payload to a printable C string (malloc'd, sanitised). */
 char *mig_error_text(const uint8_t *payload, uint32_t len);
 

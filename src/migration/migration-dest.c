@@ -19,8 +19,18 @@ static const MigChannelOps dst_ops = {
     .failed = dst_channel_failed,
 };
 
+/* Stops serving this source and, still inmigrate, accepts the next one. */
+static void dst_end_attempt(bool cancelled)
+{
+    mig_set_step(MIG_STEP_FINISHED);
+    mig_set_status(cancelled ? MIGRATION_STATUS_CANCELLED
+                             : MIGRATION_STATUS_FAILED);
+    mig_dst_accept_next();
+}
+
 /* Our own failure: tell the source (it takes its disks back) and stay as
- * we were, in inmigrate. The source closes the channel. */
+ * we were, in inmigrate. The source closes the channel; a source that does
+ * not is dropped when the next one connects. */
 static void dst_fail(Error *err)
 {
     log_ratelimited(LOG_ERROR, "incoming migration failed: %s",
@@ -32,8 +42,20 @@ static void dst_fail(Error *err)
                          NULL);
     }
     error_free(err);
-    mig.step = MIG_STEP_FINISHED;
-    mig_set_status(MIGRATION_STATUS_FAILED);
+    dst_end_attempt(false);
+}
+
+/* A silent source or a cancel: nothing more to say to it. Loaded state
+ * stays in devices that never run (the disks were never taken) and the
+ * next source's state replaces it. */
+void mig_dst_abandon(Error *err, bool cancelled)
+{
+    log_ratelimited(LOG_WARN, "incoming migration %s: %s",
+                    cancelled ? "cancelled" : "failed", error_get_pretty(err));
+    mig_set_error(err);
+    error_free(err);
+    mig_close_channel();
+    dst_end_attempt(cancelled);
 }
 
 static void dst_accept(EventLoop *loop, int fd, int mask, void *opaque)
@@ -46,8 +68,10 @@ static void dst_accept(EventLoop *loop, int fd, int mask, void *opaque)
         }
         return;
     }
-    /* One source per incoming migration, as in QEMU. */
-    mig_stop_listening();
+    /* One source at a time: others wait in the backlog until this one
+     * completes (listening ends) or fails (mig_dst_accept_next). */
+    loop_del_fd(loop, fd);
+    mig.accepting = false;
     mig_close_channel();    /* a failed attempt the source never closed */
     mig_begin(MIG_ROLE_DESTINATION);
     mig_set_status(MIGRATION_STATUS_SETUP);
@@ -58,7 +82,7 @@ static void dst_accept(EventLoop *loop, int fd, int mask, void *opaque)
         dst_fail(err);
         return;
     }
-    mig.step = MIG_STEP_WAIT_HELLO;
+    mig_set_step(MIG_STEP_WAIT_HELLO);
 }
 
 bool mig_dst_listen(const MigUri *uri, Error **errp)
@@ -72,11 +96,29 @@ bool mig_dst_listen(const MigUri *uri, Error **errp)
         return false;
     }
     mig.listen_fd = fd;
+    mig.accepting = true;
     if (uri->kind == MIG_URI_UNIX) {
         mig.listen_unix_path = strdup(uri->path);
     }
     log_info("waiting for an incoming migration");
     return true;
+}
+
+void mig_dst_accept_next(void)
+{
+    Error *err = NULL;
+    if (mig.listen_fd < 0 || mig.accepting ||
+        runstate_get() != RUN_STATE_INMIGRATE) {
+        return;
+    }
+    if (!loop_add_fd(mig.loop, mig.listen_fd, LOOP_READ, dst_accept, NULL,
+                     &err)) {
+        error_prepend(&err, "cannot wait for a new source: ");
+        error_report_err(err);
+        return;
+    }
+    mig.accepting = true;
+    log_info("waiting for an incoming migration");
 }
 
 bool mig_dst_load_state(const uint8_t *data, size_t len, Error **errp)
@@ -134,7 +176,7 @@ static bool dst_load_and_ack(const uint8_t *data, size_t len, Error **errp)
         return false;
     }
     mig.loaded_ns = clock_ns();
-    mig.step = MIG_STEP_WAIT_SWITCHOVER;
+    mig_set_step(MIG_STEP_WAIT_SWITCHOVER);
     return mig_channel_send(mig.ch, MIG_MSG_STATE_LOADED, NULL, 0, errp);
 }
 
@@ -167,7 +209,7 @@ static bool dst_receive_state(const uint8_t *payload, uint32_t len,
     }
     memcpy(mig.pending_state, payload, len);
     mig.pending_len = len;
-    mig.step = MIG_STEP_LOADING;
+    mig_set_step(MIG_STEP_LOADING);
     log_info("debug: loading device state in %u ms", mig.debug_load_delay_ms);
     mig.load_timer = loop_add_timer(mig.loop, mig.debug_load_delay_ms,
                                     dst_delayed_load, NULL);
@@ -186,7 +228,8 @@ static bool dst_handle_switchover(const uint8_t *payload, uint32_t len,
     if (!mig_dst_switchover(payload[0] & MIG_SWITCHOVER_RUN, errp)) {
         return false;
     }
-    mig.step = MIG_STEP_FINISHED;
+    mig_set_step(MIG_STEP_FINISHED);
+    mig_stop_listening();
     if (!mig_channel_send(mig.ch, MIG_MSG_SWITCHOVER_DONE, NULL, 0, errp)) {
         return false;
     }
@@ -203,18 +246,23 @@ static bool dst_handle(uint16_t type, const uint8_t *payload, uint32_t len,
         free(text);
         return false;
     }
+    if (type == MIG_MSG_KEEPALIVE && len == 0) {
+        return mig_keepalive_received(errp);
+    }
     if (type == MIG_MSG_HELLO && mig.step == MIG_STEP_WAIT_HELLO) {
         ByteBuf hello;
-        if (!mig_hello_check(payload, len, errp)) {
+        if (!mig_hello_check(payload, len, &mig.peer_version,
+                             &mig.peer_hello_timeout_ms, errp)) {
             return false;
         }
+        /* channel.h §2: answer in the source's version. */
         bytebuf_init(&hello);
-        mig_hello_encode(&hello);
+        mig_hello_encode(&hello, mig.peer_version, mig.peer_timeout_ms);
         bool ok = mig_channel_send(mig.ch, MIG_MSG_HELLO, hello.data,
                                    (uint32_t)hello.len, errp);
         bytebuf_free(&hello);
         mig.setup_done_ns = clock_ns();
-        mig.step = MIG_STEP_WAIT_STATE;
+        mig_set_step(MIG_STEP_WAIT_STATE);
         mig_set_status(MIGRATION_STATUS_ACTIVE);
         return ok;
     }

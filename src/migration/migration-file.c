@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -79,28 +80,44 @@ static uint8_t *read_file(const char *path, size_t *len, Error **errp)
     return buf;
 }
 
-bool mig_file_save(const char *path, Error **errp)
+/* The devices stopped: save, write, hand the disks over. */
+static void file_stopped(void)
 {
     uint8_t *data = NULL;
     size_t len = 0;
     Error *err = NULL;
+    bool ok = mig_src_save_state(&data, &len, true, &err) &&
+              write_file(mig.file_path, data, len, &err) &&
+              mig_src_give_up_disks(&err);
+    free(data);
+    if (!ok) {
+        mig_src_fail(err, false);
+        return;
+    }
+    mig.transferred = len;
+    mig_src_complete();
+}
+
+/* Finishes before returning unless a device takes time to stop; then
+ * query-migrate tells the outcome. */
+bool mig_file_save(const char *path, Error **errp)
+{
     mig_begin(MIG_ROLE_SOURCE);
+    free(mig.file_path);
+    mig.file_path = strdup(path);
+    if (!mig.file_path) {
+        error_setg(errp, "out of memory");
+        return false;
+    }
     mig.was_running = runstate_is_running();
     mig_set_status(MIGRATION_STATUS_SETUP);
     mig.setup_done_ns = clock_ns();
     mig_set_status(MIGRATION_STATUS_ACTIVE);
-    bool ok = mig_src_stop_vm(&err) &&
-              mig_src_save_state(&data, &len, true, &err) &&
-              write_file(path, data, len, &err) &&
-              mig_src_give_up_disks(&err);
-    free(data);
-    if (!ok) {
-        error_propagate(errp, error_copy(err));
-        mig_src_fail(err, false);
+    mig_src_stop_vm(file_stopped);
+    if (mig.status == MIGRATION_STATUS_FAILED) {
+        error_setg(errp, "%s", mig.error_desc ? mig.error_desc : "failed");
         return false;
     }
-    mig.transferred = len;
-    mig_src_complete();
     return true;
 }
 

@@ -26,6 +26,7 @@ typedef enum MigStep {
     MIG_STEP_CONNECTING,
     MIG_STEP_WAIT_HELLO,
     MIG_STEP_WAIT_VMM_STOP,         /* src: the VMM has yet to stop devices */
+    MIG_STEP_STOPPING,              /* src: devices quiescing */
     MIG_STEP_WAIT_STATE,            /* dst: waiting for DEVICE_STATE */
     MIG_STEP_LOADING,               /* dst: load delayed (debug) */
     MIG_STEP_WAIT_LOADED,           /* src: waiting for STATE_LOADED */
@@ -43,6 +44,8 @@ typedef enum MigLateRecovery {
     MIG_LATE_REFUSED,               /* could not take them: still stopped */
 } MigLateRecovery;
 
+typedef void MigStoppedFunc(void);
+
 typedef struct MigState {
     EventLoop *loop;
     MigRole role;
@@ -54,6 +57,16 @@ typedef struct MigState {
     int connect_fd;                 /* src: connect in progress */
     int listen_fd;                  /* dst: waiting for the source */
     char *listen_unix_path;         /* removed when listening ends */
+
+    /* channel.h §5: how long the peer may keep us waiting at one step;
+     * the daemon's default, and this migration's. */
+    uint32_t peer_timeout_default_ms;
+    uint32_t peer_timeout_ms;
+    uint64_t peer_timer;            /* the current step's deadline */
+    uint64_t keepalive_timer;       /* src: sending KEEPALIVE (vmm-stop) */
+    uint32_t peer_version;          /* from the peer's HELLO */
+    uint32_t peer_hello_timeout_ms; /* the peer's peer-timeout (0: none) */
+    bool accepting;                 /* dst: listen_fd is on the loop */
 
     bool vmm_stop;                  /* src: the VMM stops the devices */
     bool was_running;               /* src: run state before the stop */
@@ -77,6 +90,9 @@ typedef struct MigState {
     uint64_t device_state_size;
     uint64_t transferred;
 
+    MigStoppedFunc *stopped_then;   /* src: after the stop */
+    char *file_path;                /* src: file: being saved */
+
     uint32_t debug_load_delay_ms;
     uint64_t load_timer;
     uint8_t *pending_state;         /* dst: state waiting for the delay */
@@ -98,6 +114,15 @@ VMStateSection *mig_sections(size_t *n, Error **errp);
 
 /* Starts a new record for this role; forgets the last one. */
 void mig_begin(MigRole role);
+/* Moves to step; a step that waits on the peer gets its deadline
+ * (channel.h §5), any other step has none. */
+void mig_set_step(MigStep step);
+/* channel.h §5: KEEPALIVE restarts the current step's deadline. False
+ * (errp set) when the peer may not send one now. */
+bool mig_keepalive_received(Error **errp);
+/* dst: drop the source (timeout, cancel, its failure) and wait for a
+ * new one while still inmigrate. Takes err. */
+void mig_dst_abandon(Error *err, bool cancelled);
 void mig_set_status(MigrationStatus status);
 /* Records the failure (keeps the first message). */
 void mig_set_error(const Error *err);
@@ -107,7 +132,9 @@ void mig_stop_listening(void);
 /* Source steps (migration-source.c). */
 bool mig_src_start_socket(const MigUri *uri, bool vmm_stop, Error **errp);
 void mig_src_vmm_changed(Device *dev);
-bool mig_src_stop_vm(Error **errp);
+/* Stops the VM (step STOPPING); then() runs once it is stopped, or the
+ * migration fails. A migration that ended meanwhile undoes the stop. */
+void mig_src_stop_vm(MigStoppedFunc *then);
 bool mig_src_save_state(uint8_t **data, size_t *len, bool with_description,
                         Error **errp);
 bool mig_src_give_up_disks(Error **errp);
@@ -117,6 +144,7 @@ void mig_src_fail(Error *err, bool cancelled);
 
 /* Destination (migration-dest.c). */
 bool mig_dst_listen(const MigUri *uri, Error **errp);
+void mig_dst_accept_next(void);
 bool mig_dst_load_state(const uint8_t *data, size_t len, Error **errp);
 bool mig_dst_switchover(bool run, Error **errp);
 

@@ -12,7 +12,7 @@
 static void src_message(MigChannel *ch, uint16_t type, const uint8_t *payload,
                         uint32_t len, void *opaque);
 static void src_channel_failed(MigChannel *ch, Error *err, void *opaque);
-static bool src_send_state(Error **errp);
+static void src_stop_and_send(void);
 
 static const MigChannelOps src_ops = {
     .message = src_message,
@@ -35,10 +35,10 @@ static bool src_connected(int fd, Error **errp)
     }
     ByteBuf hello;
     bytebuf_init(&hello);
-    mig_hello_encode(&hello);
+    mig_hello_encode(&hello, MIG_PROTO_VERSION, mig.peer_timeout_ms);
     bool ok = src_send(MIG_MSG_HELLO, hello.data, (uint32_t)hello.len, errp);
     bytebuf_free(&hello);
-    mig.step = MIG_STEP_WAIT_HELLO;
+    mig_set_step(MIG_STEP_WAIT_HELLO);
     return ok;
 }
 
@@ -73,7 +73,7 @@ bool mig_src_start_socket(const MigUri *uri, bool vmm_stop, Error **errp)
         error_propagate(errp, err);
         return false;
     }
-    mig.step = MIG_STEP_CONNECTING;
+    mig_set_step(MIG_STEP_CONNECTING);
     if (in_progress) {
         mig.connect_fd = fd;
         if (!loop_add_fd(mig.loop, fd, LOOP_WRITE, src_connect_ready, NULL,
@@ -90,16 +90,30 @@ bool mig_src_start_socket(const MigUri *uri, bool vmm_stop, Error **errp)
     return true;
 }
 
-bool mig_src_stop_vm(Error **errp)
+static void src_vm_stopped(void *opaque, Error *err)
 {
-    mig.stop_ns = clock_ns();
-    if (!vm_stop(RUN_STATE_FINISH_MIGRATE, errp)) {
-        return false;
+    if (mig.role != MIG_ROLE_SOURCE || mig.step != MIG_STEP_STOPPING) {
+        /* Cancelled or failed while the devices quiesced. */
+        error_free(err);
+        mig_src_recover();
+        return;
+    }
+    if (err) {
+        mig_src_fail(err, false);
+        return;
     }
     mig.stopped_ns = clock_ns();
     mig_global.running = mig.was_running;
     mig_set_status(MIGRATION_STATUS_DEVICE);
-    return true;
+    mig.stopped_then();
+}
+
+void mig_src_stop_vm(MigStoppedFunc *then)
+{
+    mig.stop_ns = clock_ns();
+    mig.stopped_then = then;
+    mig_set_step(MIG_STEP_STOPPING);
+    vm_stop(RUN_STATE_FINISH_MIGRATE, src_vm_stopped, NULL);
 }
 
 bool mig_src_save_state(uint8_t **data, size_t *len, bool with_description,
@@ -127,13 +141,12 @@ bool mig_src_save_state(uint8_t **data, size_t *len, bool with_description,
     return true;
 }
 
-/* Step: stop, save and send; runs once the destination greeted us. */
+/* Step: save and send; runs once the devices stopped. */
 static bool src_send_state(Error **errp)
 {
     uint8_t *data;
     size_t len;
-    if (!mig_src_stop_vm(errp) ||
-        !mig_src_save_state(&data, &len, false, errp)) {
+    if (!mig_src_save_state(&data, &len, false, errp)) {
         return false;
     }
     if (len > MIG_FRAME_MAX_PAYLOAD) {
@@ -144,8 +157,22 @@ static bool src_send_state(Error **errp)
     bool ok = src_send(MIG_MSG_DEVICE_STATE, data, (uint32_t)len, errp);
     free(data);
     mig.saved_ns = clock_ns();
-    mig.step = MIG_STEP_WAIT_LOADED;
+    mig_set_step(MIG_STEP_WAIT_LOADED);
     return ok;
+}
+
+static void src_stopped_send(void)
+{
+    Error *err = NULL;
+    if (!src_send_state(&err)) {
+        mig_src_fail(err, false);
+    }
+}
+
+/* Step: the destination greeted us (and the VMM stopped the devices). */
+static void src_stop_and_send(void)
+{
+    mig_src_stop_vm(src_stopped_send);
 }
 
 /* Step (vmm-stop): the channel is up; the state is final only once the
@@ -153,13 +180,14 @@ static bool src_send_state(Error **errp)
  * started) or at the end of the VMM's own migration. */
 static bool src_wait_vmm(Error **errp)
 {
-    mig.step = MIG_STEP_WAIT_VMM_STOP;
+    mig_set_step(MIG_STEP_WAIT_VMM_STOP);
     if (!device_vmm_stopped_all()) {
         log_info("migration: waiting for the VMM to stop the devices");
         return true;
     }
     mig.vmm_wait_ns = clock_ns() - mig.setup_done_ns;
-    return src_send_state(errp);
+    src_stop_and_send();
+    return true;
 }
 
 /* Only an image's ownership lock proves the destination let go. */
@@ -261,10 +289,9 @@ void mig_src_vmm_changed(Device *dev)
         log_info("migration: the VMM stopped the devices ('%s' last)",
                  dev->id);
         mig.vmm_wait_ns = clock_ns() - mig.setup_done_ns;
-        if (!src_send_state(&err)) {
-            mig_src_fail(err, false);
-        }
-    } else if ((mig.step == MIG_STEP_WAIT_LOADED ||
+        src_stop_and_send();
+    } else if ((mig.step == MIG_STEP_STOPPING ||
+                mig.step == MIG_STEP_WAIT_LOADED ||
                 mig.step == MIG_STEP_WAIT_DONE) && !stopped) {
         /* The VMM runs the VM here again: its migration failed. Ours must
          * too, and the disks come back before a request is served (the
@@ -296,13 +323,13 @@ static bool src_switchover(Error **errp)
     }
     mig.inactivated_ns = clock_ns();
     uint8_t flags = mig.was_running ? MIG_SWITCHOVER_RUN : 0;
-    mig.step = MIG_STEP_WAIT_DONE;
+    mig_set_step(MIG_STEP_WAIT_DONE);
     return src_send(MIG_MSG_SWITCHOVER, &flags, 1, errp);
 }
 
 void mig_src_complete(void)
 {
-    mig.step = MIG_STEP_FINISHED;
+    mig_set_step(MIG_STEP_FINISHED);
     mig.downtime_valid = true;
     mig_close_channel();
     runstate_set(RUN_STATE_POSTMIGRATE);
@@ -348,7 +375,7 @@ void mig_src_fail(Error *err, bool cancelled)
                     cancelled ? "cancelled" : "failed", error_get_pretty(err));
     mig_set_error(err);
     error_free(err);
-    mig.step = MIG_STEP_FINISHED;
+    mig_set_step(MIG_STEP_FINISHED);
     mig_close_channel();
     mig_src_recover();
     mig_set_status(cancelled ? MIGRATION_STATUS_CANCELLED
@@ -364,8 +391,12 @@ static bool src_handle(uint16_t type, const uint8_t *payload, uint32_t len,
         free(text);
         return false;
     }
+    if (type == MIG_MSG_KEEPALIVE && len == 0) {
+        return mig_keepalive_received(errp);
+    }
     if (type == MIG_MSG_HELLO && mig.step == MIG_STEP_WAIT_HELLO) {
-        if (!mig_hello_check(payload, len, errp)) {
+        if (!mig_hello_check(payload, len, &mig.peer_version,
+                             &mig.peer_hello_timeout_ms, errp)) {
             return false;
         }
         mig.setup_done_ns = clock_ns();
@@ -373,7 +404,8 @@ static bool src_handle(uint16_t type, const uint8_t *payload, uint32_t len,
         if (mig.vmm_stop) {
             return src_wait_vmm(errp);
         }
-        return src_send_state(errp);
+        src_stop_and_send();
+        return true;
     }
     if (type == MIG_MSG_STATE_LOADED && mig.step == MIG_STEP_WAIT_LOADED &&
         len == 0) {

@@ -8,7 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
-MigState mig = { .connect_fd = -1, .listen_fd = -1 };
+MigState mig = {
+    .connect_fd = -1, .listen_fd = -1,
+    .peer_timeout_default_ms = MIGRATION_PEER_TIMEOUT_DEFAULT_MS,
+};
 MigGlobalState mig_global;
 
 static const VMStateField global_fields[] = {
@@ -66,6 +69,160 @@ void migration_set_debug_load_delay(uint32_t ms)
     mig.debug_load_delay_ms = ms;
 }
 
+bool migration_set_peer_timeout(int64_t ms, Error **errp)
+{
+    if (!migration_peer_timeout_check(ms, errp)) {
+        return false;
+    }
+    mig.peer_timeout_default_ms = (uint32_t)ms;
+    return true;
+}
+
+bool migration_peer_timeout_check(int64_t ms, Error **errp)
+{
+    if (ms < 1 || ms > MIGRATION_PEER_TIMEOUT_MAX_MS) {
+        error_setg(errp, "peer-timeout must be 1 to %u ms, not %lld",
+                   MIGRATION_PEER_TIMEOUT_MAX_MS, (long long)ms);
+        return false;
+    }
+    return true;
+}
+
+/* Phase names for errors: what the side is doing at each step. */
+static const char *const step_names[] = {
+    [MIG_STEP_IDLE] = "idle",
+    [MIG_STEP_CONNECTING] = "connect",
+    [MIG_STEP_WAIT_HELLO] = "wait-hello",
+    [MIG_STEP_WAIT_VMM_STOP] = "wait-vmm",
+    [MIG_STEP_STOPPING] = "stopping",
+    [MIG_STEP_WAIT_STATE] = "wait-state",
+    [MIG_STEP_LOADING] = "loading",
+    [MIG_STEP_WAIT_LOADED] = "wait-loaded",
+    [MIG_STEP_WAIT_SWITCHOVER] = "wait-switchover",
+    [MIG_STEP_WAIT_DONE] = "wait-switchover-done",
+    [MIG_STEP_FINISHED] = "finished",
+};
+
+/* The message a step waits for from the peer, or NULL when the step does
+ * not wait on the peer. A version 1 source sends no KEEPALIVE while its
+ * VMM migrates, so its destination cannot tell it from a silent one. */
+static const char *step_awaits(MigStep step)
+{
+    switch (step) {
+    case MIG_STEP_CONNECTING:
+        return "connection";
+    case MIG_STEP_WAIT_HELLO:
+        return "HELLO";
+    case MIG_STEP_WAIT_STATE:
+        return mig.peer_version >= 2 ? "DEVICE_STATE or KEEPALIVE" : NULL;
+    case MIG_STEP_WAIT_LOADED:
+        return "STATE_LOADED";
+    case MIG_STEP_WAIT_SWITCHOVER:
+        return "SWITCHOVER";
+    case MIG_STEP_WAIT_DONE:
+        return "SWITCHOVER_DONE";
+    default:
+        return NULL;
+    }
+}
+
+static int64_t peer_deadline_passed(EventLoop *loop, uint64_t id,
+                                    void *opaque)
+{
+    Error *err = NULL;
+    mig.peer_timer = 0;
+    error_setg(&err, "peer-timeout: no %s from the %s within %u ms "
+               "(phase %s)", step_awaits(mig.step),
+               mig.role == MIG_ROLE_SOURCE ? "destination" : "source",
+               mig.peer_timeout_ms, step_names[mig.step]);
+    if (mig.role == MIG_ROLE_SOURCE) {
+        mig_src_fail(err, false);
+    } else {
+        mig_dst_abandon(err, false);
+    }
+    return LOOP_TIMER_DONE;
+}
+
+static void peer_deadline_clear(void)
+{
+    if (mig.peer_timer) {
+        loop_del_timer(mig.loop, mig.peer_timer);
+        mig.peer_timer = 0;
+    }
+}
+
+static void peer_deadline_arm(void)
+{
+    peer_deadline_clear();
+    mig.peer_timer = loop_add_timer(mig.loop, mig.peer_timeout_ms,
+                                    peer_deadline_passed, NULL);
+}
+
+/* A third of the shorter deadline: two KEEPALIVEs may be late. */
+static int64_t keepalive_interval(void)
+{
+    uint32_t t = mig.peer_timeout_ms;
+    if (mig.peer_hello_timeout_ms && mig.peer_hello_timeout_ms < t) {
+        t = mig.peer_hello_timeout_ms;
+    }
+    return t / 3 ? t / 3 : 1;
+}
+
+static int64_t keepalive_due(EventLoop *loop, uint64_t id, void *opaque)
+{
+    Error *err = NULL;
+    if (!mig.ch || !mig_channel_send(mig.ch, MIG_MSG_KEEPALIVE, NULL, 0,
+                                     &err)) {
+        mig.keepalive_timer = 0;
+        if (err) {
+            mig_src_fail(err, false);
+        }
+        return LOOP_TIMER_DONE;
+    }
+    return keepalive_interval();
+}
+
+static void keepalive_stop(void)
+{
+    if (mig.keepalive_timer) {
+        loop_del_timer(mig.loop, mig.keepalive_timer);
+        mig.keepalive_timer = 0;
+    }
+}
+
+void mig_set_step(MigStep step)
+{
+    mig.step = step;
+    if (step_awaits(step)) {
+        peer_deadline_arm();
+    } else {
+        peer_deadline_clear();
+    }
+    /* A source waiting for its VMM or for its devices to stop (up to
+     * their stop-timeout) tells the destination it is alive. */
+    if ((step == MIG_STEP_WAIT_VMM_STOP || step == MIG_STEP_STOPPING) &&
+        mig.peer_version >= 2) {
+        if (!mig.keepalive_timer) {
+            mig.keepalive_timer = loop_add_timer(mig.loop,
+                (uint64_t)keepalive_interval(), keepalive_due, NULL);
+        }
+    } else {
+        keepalive_stop();
+    }
+}
+
+bool mig_keepalive_received(Error **errp)
+{
+    if (mig.peer_version < 2 || mig.step == MIG_STEP_WAIT_HELLO) {
+        error_setg(errp, "unexpected KEEPALIVE message");
+        return false;
+    }
+    if (mig.peer_timer) {
+        peer_deadline_arm();
+    }
+    return true;
+}
+
 VMStateSection *mig_sections(size_t *n, Error **errp)
 {
     size_t ndev = 0;
@@ -91,6 +248,8 @@ void mig_begin(MigRole role)
     mig.error_desc = NULL;
     mig.role = role;
     mig.step = MIG_STEP_IDLE;
+    mig.peer_version = 0;
+    mig.peer_hello_timeout_ms = 0;
     mig.was_running = false;
     mig.vmm_stop = false;
     mig.vmm_wait_ns = 0;
@@ -140,6 +299,8 @@ void mig_set_error(const Error *err)
 
 void mig_close_channel(void)
 {
+    peer_deadline_clear();
+    keepalive_stop();
     if (mig.ch) {
         mig.transferred = mig_channel_bytes_sent(mig.ch) +
                           mig_channel_bytes_received(mig.ch);
@@ -163,7 +324,10 @@ void mig_close_channel(void)
 void mig_stop_listening(void)
 {
     if (mig.listen_fd >= 0) {
-        loop_del_fd(mig.loop, mig.listen_fd);
+        if (mig.accepting) {
+            loop_del_fd(mig.loop, mig.listen_fd);
+            mig.accepting = false;
+        }
         close(mig.listen_fd);
         mig.listen_fd = -1;
     }
@@ -176,11 +340,11 @@ void mig_stop_listening(void)
 
 bool migration_start_outgoing(const char *uri, Error **errp)
 {
-    return migration_start_outgoing_vmm(uri, false, errp);
+    return migration_start_outgoing_vmm(uri, false, 0, errp);
 }
 
 bool migration_start_outgoing_vmm(const char *uri, bool vmm_stop,
-                                  Error **errp)
+                                  uint32_t peer_timeout_ms, Error **errp)
 {
     if (migration_is_active() || mig.listen_fd >= 0) {
         error_setg(errp, "a migration is already in progress");
@@ -189,6 +353,10 @@ bool migration_start_outgoing_vmm(const char *uri, bool vmm_stop,
     if (runstate_get() == RUN_STATE_INMIGRATE) {
         error_setg(errp, "cannot migrate out: waiting for an incoming "
                    "migration");
+        return false;
+    }
+    if (vm_stopping()) {
+        error_setg(errp, "cannot migrate while the VM is being stopped");
         return false;
     }
     if (!device_migration_check_all(errp)) {
@@ -206,13 +374,16 @@ bool migration_start_outgoing_vmm(const char *uri, bool vmm_stop,
     } else if (u.kind == MIG_URI_FILE) {
         ok = mig_file_save(u.path, errp);
     } else {
+        mig.peer_timeout_ms = peer_timeout_ms ? peer_timeout_ms
+                                              : mig.peer_timeout_default_ms;
         ok = mig_src_start_socket(&u, vmm_stop, errp);
     }
     mig_uri_free(&u);
     return ok;
 }
 
-bool migration_start_incoming(const char *uri, Error **errp)
+bool migration_start_incoming(const char *uri, uint32_t peer_timeout_ms,
+                              Error **errp)
 {
     if (runstate_get() != RUN_STATE_INMIGRATE) {
         error_setg(errp, "incoming migration needs the daemon started with "
@@ -231,6 +402,8 @@ bool migration_start_incoming(const char *uri, Error **errp)
     if (u.kind == MIG_URI_FILE) {
         ok = mig_file_load(u.path, errp);
     } else {
+        mig.peer_timeout_ms = peer_timeout_ms ? peer_timeout_ms
+                                              : mig.peer_timeout_default_ms;
         ok = mig_dst_listen(&u, errp);
     }
     mig_uri_free(&u);
@@ -239,11 +412,17 @@ bool migration_start_incoming(const char *uri, Error **errp)
 
 void migration_cancel(void)
 {
-    if (mig.role == MIG_ROLE_SOURCE && migration_is_active()) {
-        Error *err = NULL;
+    Error *err = NULL;
+    if (!migration_is_active()) {
+        return;
+    }
+    if (mig.role == MIG_ROLE_SOURCE) {
         error_setg(&err, "migration cancelled");
         mig_set_status(MIGRATION_STATUS_CANCELLING);
         mig_src_fail(err, true);
+    } else if (mig.role == MIG_ROLE_DESTINATION) {
+        error_setg(&err, "migration cancelled on the destination");
+        mig_dst_abandon(err, true);
     }
 }
 
@@ -256,6 +435,8 @@ void migration_shutdown(void)
     mig.error_desc = NULL;
     free(mig.late_error);
     mig.late_error = NULL;
+    free(mig.file_path);
+    mig.file_path = NULL;
 }
 
 static double ns_to_ms(uint64_t ns)
@@ -363,6 +544,8 @@ json_object *migration_query(void)
     if (mig.vmm_stop) {
         json_object_object_add(o, "vmm-stop", json_object_new_boolean(true));
     }
+    json_object_object_add(o, "peer-timeout",
+                           json_object_new_int64(mig.peer_timeout_ms));
     if (mig.vmm_wait_ns) {
         json_object_object_add(o, "vmm-wait",
             json_object_new_double(ns_to_ms(mig.vmm_wait_ns)));

@@ -70,12 +70,30 @@ bool migration_start_outgoing(const char *uri, Error **errp);
  * works at every step.
  */
 bool migration_start_outgoing_vmm(const char *uri, bool vmm_stop,
-                                  Error **errp);
+                                  uint32_t peer_timeout_ms, Error **errp);
 /* --incoming / migrate-incoming: unix:, tcp: (listen) or file: (load now).
- * Only while the run state is inmigrate. */
-bool migration_start_incoming(const char *uri, Error **errp);
-/* QMP migrate_cancel: no-op when nothing is in progress. */
+ * Only while the run state is inmigrate. A source that fails, times out
+ * or is cancelled is dropped and the next one accepted. */
+bool migration_start_incoming(const char *uri, uint32_t peer_timeout_ms,
+                              Error **errp);
+/* QMP migrate_cancel: no-op when nothing is in progress. The source takes
+ * its disks back and resumes; the destination drops its source and waits
+ * for a new one. */
 void migration_cancel(void);
+
+/*
+ * peer-timeout (channel.h §5): how long, in ms, the other stormigd may
+ * keep one step of a migration waiting (connect, HELLO, DEVICE_STATE,
+ * STATE_LOADED, SWITCHOVER, SWITCHOVER_DONE) before the migration fails.
+ * The default covers a destination's activation, which may include a
+ * reservation takeover of several iSCSI commands (30 s each at most).
+ * peer_timeout_ms 0 in the start functions: the daemon's default.
+ */
+#define MIGRATION_PEER_TIMEOUT_DEFAULT_MS 120000u
+#define MIGRATION_PEER_TIMEOUT_MAX_MS 3600000u
+bool migration_peer_timeout_check(int64_t ms, Error **errp);
+/* The daemon's default (--peer-timeout). */
+bool migration_set_peer_timeout(int64_t ms, Error **errp);
 
 /* The query-migrate answer. */
 json_object *migration_query(void);

@@ -55,26 +55,66 @@ void runstate_emit_event(const char *name, json_object *data)
     }
 }
 
-bool vm_stop(RunState new_state, Error **errp)
+static struct {
+    RunState new_state;
+    VmStopDone *done;               /* NULL: no stop in progress */
+    void *opaque;
+} stop_req;
+
+bool vm_stopping(void)
 {
-    if (!runstate_is_running()) {
-        runstate_set(new_state);
-        return true;
-    }
-    if (!device_stop_all(errp)) {
+    return stop_req.done != NULL;
+}
+
+static void vm_devices_stopped(void *opaque, Error *err)
+{
+    VmStopDone *done = stop_req.done;
+    stop_req.done = NULL;
+    /* A failed stop resumes, unless the daemon is going away. */
+    if (err && runstate_get() != RUN_STATE_SHUTDOWN) {
         Error *local = NULL;
         if (!device_start_all(&local)) {
             error_report_err(local);
         }
-        return false;
+    } else if (!err) {
+        runstate_set(stop_req.new_state);
+        runstate_emit_event("STOP", NULL);
     }
-    runstate_set(new_state);
-    runstate_emit_event("STOP", NULL);
-    return true;
+    done(stop_req.opaque, err);
+}
+
+void vm_stop(RunState new_state, VmStopDone *done, void *opaque)
+{
+    Error *err = NULL;
+    if (vm_stopping()) {
+        error_setg(&err, "the VM is already being stopped");
+        done(opaque, err);
+        return;
+    }
+    if (!runstate_is_running()) {
+        runstate_set(new_state);
+        done(opaque, NULL);
+        return;
+    }
+    stop_req.new_state = new_state;
+    stop_req.done = done;
+    stop_req.opaque = opaque;
+    device_stop_all(vm_devices_stopped, NULL);
+}
+
+static void report_stop_failure(void *opaque, Error *err)
+{
+    if (err) {
+        error_report_err(err);
+    }
 }
 
 bool vm_start(Error **errp)
 {
+    if (vm_stopping()) {
+        error_setg(errp, "the VM is being stopped");
+        return false;
+    }
     if (runstate_is_running()) {
         return true;
     }
@@ -82,10 +122,8 @@ bool vm_start(Error **errp)
         return false;
     }
     if (!device_start_all(errp)) {
-        Error *local = NULL;
-        if (!device_stop_all(&local)) {
-            error_report_err(local);
-        }
+        /* Stop what started; nobody waits for it. */
+        device_stop_all(report_stop_failure, NULL);
         return false;
     }
     runstate_set(RUN_STATE_RUNNING);

@@ -36,9 +36,14 @@ typedef void EventSinkFunc(const char *name, json_object *data);
 void runstate_set_event_sink(EventSinkFunc *sink);
 void runstate_emit_event(const char *name, json_object *data);
 
-/* Stops the devices when running (STOP event) and enters new_state. On
- * failure the devices are started again and the VM keeps running. */
-bool vm_stop(RunState new_state, Error **errp);
+/* Stops the devices when running (STOP event) and enters new_state;
+ * done(opaque, NULL) runs on the main loop once they are stopped (before
+ * vm_stop returns when no device has to wait). On failure the devices
+ * are started again, the VM keeps running and done gets the error. One
+ * stop at a time: see vm_stopping. */
+typedef void VmStopDone(void *opaque, Error *err);
+void vm_stop(RunState new_state, VmStopDone *done, void *opaque);
+bool vm_stopping(void);
 
 /* Takes the disks if this process does not own them (vm_activate_disks),
  * starts the devices and enters running (RESUME event). */

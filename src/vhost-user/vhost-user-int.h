@@ -34,6 +34,8 @@ typedef struct VuMapping {
     size_t len;
 } VuMapping;
 
+typedef struct VuQuiesce VuQuiesce;
+
 struct VhostUserDev {
     VhostUserDevConfig cfg;
     char *socket_path;
@@ -89,6 +91,8 @@ struct VhostUserDev {
     bool log_on;                /* data loop: VHOST_F_LOG_ALL applied */
 
     bool quiesced;
+    VuQuiesce *quiesce;             /* main loop: the stop being waited for */
+    VuQuiesce *quiesce_waiting;     /* data loop: to report when idle */
     VuQueue *queues;
 };
 

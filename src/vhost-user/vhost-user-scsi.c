@@ -11,11 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A stop waits this long for requests in flight: longer than scsi-block's
+ * default command timeout (30 s), so a command the target dropped can be
+ * failed and answered first. */
+#define VUS_STOP_TIMEOUT_MS 60000
+
 typedef struct VhostUserScsi {
     Device parent;
     char *socket_path;
     uint32_t num_queues;        /* request queues */
     bool dirty_log;
+    uint32_t stop_timeout_ms;   /* longest wait for requests at a stop */
     IOThread *iot;
     VhostUserDev *vu;
     ScsiBus *bus;
@@ -358,7 +364,13 @@ static bool vus_read_props(VhostUserScsi *s, KeyVal *props, Error **errp)
     const char *path;
     if (!keyval_get_str(props, "socket", NULL, &path, errp) ||
         !keyval_get_u32(props, "num-queues", 1, &s->num_queues, errp) ||
-        !keyval_get_bool(props, "dirty-log", true, &s->dirty_log, errp)) {
+        !keyval_get_bool(props, "dirty-log", true, &s->dirty_log, errp) ||
+        !keyval_get_u32(props, "stop-timeout", VUS_STOP_TIMEOUT_MS,
+                        &s->stop_timeout_ms, errp)) {
+        return false;
+    }
+    if (s->stop_timeout_ms == 0) {
+        error_setg(errp, "stop-timeout must be at least 1 ms");
         return false;
     }
     if (!path || !*path) {
@@ -409,7 +421,7 @@ static bool vus_realize(Device *dev, KeyVal *props, Error **errp)
      * daemon waiting for an incoming migration must not touch the disks
      * before it has the state and owns them, even if the VMM starts the
      * rings early. Kicks that arrive meanwhile are served at start. */
-    vhost_user_dev_quiesce(s->vu);
+    vhost_user_dev_quiesce_idle(s->vu);
     s->state_num_queues = s->num_queues;
     ScsiBusListener l = {
         .lun_added = lun_added, .lun_removed = lun_removed, .opaque = s,
@@ -465,12 +477,37 @@ static void vus_unrealize(Device *dev)
  * stops). Stopped, it is back on the main loop, where migration flushes
  * and hands over the images: waiting for a completion there while the
  * I/O thread reaps the same ring would hang. */
-static bool vus_stop(Device *dev, Error **errp)
+typedef struct VusStop {
+    VhostUserScsi *s;
+    DeviceDone *done;
+    void *opaque;
+} VusStop;
+
+static void vus_quiesced(void *opaque, Error *err)
+{
+    VusStop st = *(VusStop *)opaque;
+    free(opaque);
+    if (!err) {
+        iothread_run_sync(st.s->iot, bus_detach, st.s);
+    }
+    st.done(st.opaque, err);
+}
+
+/* Nothing waits here: the I/O thread reports when the last request in
+ * flight completed, and a disk that does not answer within stop-timeout
+ * fails the stop instead of stalling the monitor. */
+static void vus_stop(Device *dev, DeviceDone *done, void *opaque)
 {
     VhostUserScsi *s = (VhostUserScsi *)dev;
-    vhost_user_dev_quiesce(s->vu);
-    iothread_run_sync(s->iot, bus_detach, s);
-    return true;
+    VusStop *st = malloc(sizeof(*st));
+    if (!st) {
+        Error *err = NULL;
+        error_setg(&err, "out of memory");
+        done(opaque, err);
+        return;
+    }
+    *st = (VusStop){ s, done, opaque };
+    vhost_user_dev_quiesce(s->vu, s->stop_timeout_ms, vus_quiesced, st);
 }
 
 static bool vus_start(Device *dev, Error **errp)
@@ -583,7 +620,7 @@ static const DeviceClass vhost_user_scsi_class = {
     .instance_size = sizeof(VhostUserScsi),
     .realize = vus_realize,
     .unrealize = vus_unrealize,
-    .stop = vus_stop,
+    .stop_async = vus_stop,
     .start = vus_start,
     .query = vus_query,
     .vmsd = &vus_vmsd,

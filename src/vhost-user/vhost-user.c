@@ -57,10 +57,17 @@ static void queue_broken(VirtQueue *vq, void *opaque)
 static void drain_complete_main(void *opaque);
 static void teardown_done(VhostUserDev *dev);
 
+static unsigned dev_inflight(const VhostUserDev *dev);
+static void quiesce_report(VhostUserDev *dev);
+static void quiesce_finish(VuQuiesce *q, Error *err);
+
 static void queue_idle(VirtQueue *vq, void *opaque)
 {
     VuQueue *q = opaque;
     VhostUserDev *dev = q->dev;
+    if (dev->quiesce_waiting && dev_inflight(dev) == 0) {
+        quiesce_report(dev);
+    }
     if (!q->draining || q->drained) {
         return;
     }
@@ -774,6 +781,13 @@ static void teardown_all_queues(void *opaque)
     }
 }
 
+/* Data loop: a report still owed goes out now; the quiesce outlives the
+ * device until it arrives (quiesce_finish no longer needs the device). */
+static void quiesce_detach_data(void *opaque)
+{
+    quiesce_report(opaque);
+}
+
 void vhost_user_dev_free(VhostUserDev *dev)
 {
     if (!dev) {
@@ -788,6 +802,12 @@ void vhost_user_dev_free(VhostUserDev *dev)
         loop_run_once(dev->main_loop, 10);
     }
     vu_run_data(dev, teardown_all_queues, dev);
+    vu_run_data(dev, quiesce_detach_data, dev);
+    if (dev->quiesce) {
+        Error *err = NULL;
+        error_setg(&err, "the device went away");
+        quiesce_finish(dev->quiesce, err);
+    }
     vu_reset_state(dev);
     if (dev->listen_fd >= 0) {
         loop_del_fd(dev->main_loop, dev->listen_fd);
@@ -802,53 +822,153 @@ void vhost_user_dev_free(VhostUserDev *dev)
 
 /* ---- device stop/start ---- */
 
-typedef struct InflightCount {
+/*
+ * A quiesce in progress. Two references: the main loop's (until done ran)
+ * and the I/O thread's (until its report, a posted message, arrives).
+ * Either side may let go first; vhost_user_dev_free detaches both.
+ */
+struct VuQuiesce {
     VhostUserDev *dev;
-    bool quiesce;
-    unsigned inflight;
-} InflightCount;
+    VhostUserQuiesceDone *done;     /* NULL once it ran */
+    void *opaque;
+    uint32_t timeout_ms;
+    uint64_t timer;
+    unsigned refs;                  /* main loop only */
+};
 
-static void set_quiesced(void *opaque)
+static void quiesce_unref(VuQuiesce *q)
 {
-    InflightCount *c = opaque;
-    c->dev->quiesced = c->quiesce;
-    c->inflight = 0;
-    for (unsigned i = 0; i < c->dev->cfg.num_queues; i++) {
-        VuQueue *q = &c->dev->queues[i];
-        vu_queue_update(q);
-        c->inflight += q->vq.inflight;
+    if (--q->refs == 0) {
+        free(q);
     }
 }
 
-static void count_inflight(void *opaque)
+/* Main loop: runs done once, with err or without. */
+static void quiesce_finish(VuQuiesce *q, Error *err)
 {
-    InflightCount *c = opaque;
-    c->inflight = 0;
-    for (unsigned i = 0; i < c->dev->cfg.num_queues; i++) {
-        c->inflight += c->dev->queues[i].vq.inflight;
+    VhostUserQuiesceDone *done = q->done;
+    if (q->timer) {
+        loop_del_timer(q->dev->main_loop, q->timer);
+        q->timer = 0;
+    }
+    q->done = NULL;
+    q->dev->quiesce = NULL;
+    void *opaque = q->opaque;
+    quiesce_unref(q);
+    done(opaque, err);
+}
+
+/* Main loop: the I/O thread's report that nothing is in flight (or that
+ * it let go of the quiesce). */
+static void quiesce_reported(void *opaque)
+{
+    VuQuiesce *q = opaque;
+    if (q->done) {
+        quiesce_finish(q, NULL);
+    }
+    quiesce_unref(q);
+}
+
+static unsigned dev_inflight(const VhostUserDev *dev)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < dev->cfg.num_queues; i++) {
+        n += dev->queues[i].vq.inflight;
+    }
+    return n;
+}
+
+/* Data loop: hands the I/O thread's reference back to the main loop. */
+static void quiesce_report(VhostUserDev *dev)
+{
+    VuQuiesce *q = dev->quiesce_waiting;
+    dev->quiesce_waiting = NULL;
+    if (q && !loop_post(dev->main_loop, quiesce_reported, q)) {
+        /* Out of memory: the deadline reports instead; the reference
+         * leaks rather than risk a use after free. */
+        log_ratelimited(LOG_ERROR, "vhost-user: cannot report a quiesce");
     }
 }
 
-void vhost_user_dev_quiesce(VhostUserDev *dev)
+static void set_quiesced(VhostUserDev *dev, bool quiesce)
 {
-    InflightCount c = { dev, true, 0 };
-    vu_run_data(dev, set_quiesced, &c);
-    /* Completions run on the data loop; when that is the main loop, run
-     * it here. */
-    while (c.inflight) {
-        if (dev->data_loop == dev->main_loop) {
-            loop_run_once(dev->main_loop, 10);
-        } else {
-            usleep(1000);
-        }
-        vu_run_data(dev, count_inflight, &c);
+    dev->quiesced = quiesce;
+    for (unsigned i = 0; i < dev->cfg.num_queues; i++) {
+        vu_queue_update(&dev->queues[i]);
     }
+}
+
+/* Data loop: the rings stop taking requests; report now or when the last
+ * one in flight completes (queue_idle). */
+static void quiesce_start(void *opaque)
+{
+    VuQuiesce *q = opaque;
+    VhostUserDev *dev = q->dev;
+    quiesce_report(dev);        /* an earlier one, timed out */
+    dev->quiesce_waiting = q;
+    set_quiesced(dev, true);
+    if (dev_inflight(dev) == 0) {
+        quiesce_report(dev);
+    }
+}
+
+static int64_t quiesce_timed_out(EventLoop *loop, uint64_t id, void *opaque)
+{
+    VuQuiesce *q = opaque;
+    Error *err = NULL;
+    q->timer = 0;
+    error_setg(&err, "requests still in flight %u ms after the stop "
+               "(stop-timeout)", q->timeout_ms);
+    quiesce_finish(q, err);
+    return LOOP_TIMER_DONE;
+}
+
+void vhost_user_dev_quiesce(VhostUserDev *dev, uint32_t timeout_ms,
+                            VhostUserQuiesceDone *done, void *opaque)
+{
+    Error *err = NULL;
+    VuQuiesce *q = calloc(1, sizeof(*q));
+    if (!q || dev->quiesce) {
+        free(q);
+        error_setg(&err, dev->quiesce ? "a stop is already in progress"
+                                      : "out of memory");
+        done(opaque, err);
+        return;
+    }
+    *q = (VuQuiesce){ .dev = dev, .done = done, .opaque = opaque,
+                      .timeout_ms = timeout_ms, .refs = 2 };
+    dev->quiesce = q;
+    q->timer = loop_add_timer(dev->main_loop, timeout_ms, quiesce_timed_out,
+                              q);
+    if (dev->data_loop == dev->main_loop) {
+        quiesce_start(q);
+    } else if (!loop_post(dev->data_loop, quiesce_start, q)) {
+        q->refs--;              /* the I/O thread never saw it */
+        error_setg(&err, "out of memory");
+        quiesce_finish(q, err);
+    }
+}
+
+static void quiesce_idle_data(void *opaque)
+{
+    set_quiesced(opaque, true);
+}
+
+void vhost_user_dev_quiesce_idle(VhostUserDev *dev)
+{
+    vu_run_data(dev, quiesce_idle_data, dev);
+}
+
+static void resume_data(void *opaque)
+{
+    VhostUserDev *dev = opaque;
+    quiesce_report(dev);        /* a timed-out quiesce lets go */
+    set_quiesced(dev, false);
 }
 
 void vhost_user_dev_resume(VhostUserDev *dev)
 {
-    InflightCount c = { dev, false, 0 };
-    vu_run_data(dev, set_quiesced, &c);
+    vu_run_data(dev, resume_data, dev);
 }
 
 unsigned vhost_user_dev_rings_started(const VhostUserDev *dev)

@@ -68,10 +68,19 @@ void vhost_user_dev_free(VhostUserDev *dev);
 bool vhost_user_dev_add_conn(VhostUserDev *dev, int fd, Error **errp);
 bool vhost_user_dev_connected(const VhostUserDev *dev);
 
-/* Device stop/start (VM run state): quiesce stops every ring and waits
- * until nothing is in flight; resume lets enabled rings run again. Main
- * loop only. */
-void vhost_user_dev_quiesce(VhostUserDev *dev);
+/*
+ * Device stop/start (VM run state), main loop only. quiesce stops every
+ * ring at once and returns; the I/O thread reports by message when
+ * nothing is in flight and done(opaque, NULL) runs on the main loop. Past
+ * timeout_ms it runs done(opaque, err) instead: the rings stay stopped and
+ * the requests still in flight complete whenever their disk answers. One
+ * quiesce at a time. resume lets enabled rings run again.
+ */
+typedef void VhostUserQuiesceDone(void *opaque, Error *err);
+void vhost_user_dev_quiesce(VhostUserDev *dev, uint32_t timeout_ms,
+                            VhostUserQuiesceDone *done, void *opaque);
+/* Stops the rings without waiting: only before a front end connects. */
+void vhost_user_dev_quiesce_idle(VhostUserDev *dev);
 void vhost_user_dev_resume(VhostUserDev *dev);
 
 /* Rings the front end has started and not stopped since. Main loop. A

@@ -26,13 +26,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         uint16_t type;
         const uint8_t *payload;
-        uint32_t len;
+        uint32_t len, version, timeout_ms;
         Error *err = NULL;
         MigDecodeResult r;
         while ((r = mig_decoder_next(&dec, &type, &payload, &len, &err)) ==
                MIG_DECODE_FRAME) {
             if (type == MIG_MSG_HELLO) {
-                mig_hello_check(payload, len, NULL);
+                mig_hello_check(payload, len, &version, &timeout_ms, NULL);
             } else if (type == MIG_MSG_ERROR) {
                 free(mig_error_text(payload, len));
             }

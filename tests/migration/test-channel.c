@@ -101,21 +101,43 @@ static void test_hello(void **state)
 {
     ByteBuf b;
     Error *err = NULL;
+    uint32_t v = 0, t = 0;
     bytebuf_init(&b);
-    mig_hello_encode(&b);
-    assert_true(mig_hello_check(b.data, (uint32_t)b.len, NULL));
-    assert_false(mig_hello_check(b.data, (uint32_t)b.len - 1, &err));
+    mig_hello_encode(&b, MIG_PROTO_VERSION, 4500);
+    assert_int_equal(b.len, MIG_PROTO_MAGIC_LEN + 8);
+    assert_true(mig_hello_check(b.data, (uint32_t)b.len, &v, &t, NULL));
+    assert_int_equal(v, MIG_PROTO_VERSION);
+    assert_int_equal(t, 4500);
+    /* Version 2 carries the timeout: without it the length is wrong. */
+    assert_false(mig_hello_check(b.data, (uint32_t)b.len - 4, &v, &t, &err));
+    assert_non_null(strstr(error_get_pretty(err), "length"));
+    error_free_or_null(&err);
+    assert_false(mig_hello_check(b.data, 11, &v, &t, &err));
     assert_non_null(strstr(error_get_pretty(err), "length"));
     error_free_or_null(&err);
     b.data[0] ^= 1;
-    assert_false(mig_hello_check(b.data, (uint32_t)b.len, &err));
+    assert_false(mig_hello_check(b.data, (uint32_t)b.len, &v, &t, &err));
     assert_non_null(strstr(error_get_pretty(err), "not a stormigd"));
     error_free_or_null(&err);
     b.data[0] ^= 1;
     st_be32(b.data + MIG_PROTO_MAGIC_LEN, MIG_PROTO_VERSION + 1);
-    assert_false(mig_hello_check(b.data, (uint32_t)b.len, &err));
+    assert_false(mig_hello_check(b.data, (uint32_t)b.len, &v, &t, &err));
     assert_non_null(strstr(error_get_pretty(err), "version"));
-    error_free(err);
+    error_free_or_null(&err);
+    st_be32(b.data + MIG_PROTO_MAGIC_LEN, 0);
+    assert_false(mig_hello_check(b.data, (uint32_t)b.len, &v, &t, &err));
+    assert_non_null(strstr(error_get_pretty(err), "version"));
+    error_free_or_null(&err);
+    bytebuf_free(&b);
+
+    /* A version 1 peer (12 bytes, no timeout, no KEEPALIVE) is still
+     * spoken to. */
+    bytebuf_init(&b);
+    mig_hello_encode(&b, 1, 4500);
+    assert_int_equal(b.len, MIG_PROTO_MAGIC_LEN + 4);
+    assert_true(mig_hello_check(b.data, (uint32_t)b.len, &v, &t, NULL));
+    assert_int_equal(v, 1);
+    assert_int_equal(t, 0);
     bytebuf_free(&b);
 }
 
