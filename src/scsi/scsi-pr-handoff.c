@@ -62,14 +62,23 @@ static const char *contradiction(const ScsiPrState *st, const ScsiPrKeys *k,
     return NULL;
 }
 
-/* Round trip 1: READ KEYS and READ RESERVATION together. */
-static bool verify(const ScsiPrIo *io, const ScsiPrState *st, Error **errp)
+/* Round trip 1: READ KEYS and READ RESERVATION together. *fenced: the
+ * key is registered by no nexus any more. Only a PREEMPT (or PREEMPT AND
+ * ABORT, or CLEAR) from another nexus removes a registration the guest
+ * did not remove itself (SPC-4 5.13.11.2.4, 5.13.11.5): the guest was
+ * fenced before the handoff, and that is its truth, not an error. */
+static bool verify(const ScsiPrIo *io, const ScsiPrState *st, bool *fenced,
+                   Error **errp)
 {
     ScsiPrKeys k;
     ScsiPrReservation r;
     char lun[512];
     if (!scsi_pr_io_read_keys_and_reservation(io, &k, &r, errp)) {
         return false;
+    }
+    *fenced = !scsi_pr_keys_contain(&k, st->key);
+    if (*fenced) {
+        return true;
     }
     const char *why = contradiction(st, &k, &r);
     if (why) {
@@ -177,7 +186,7 @@ static bool register_and_preempt(const ScsiPrIo *io, const ScsiPrState *st,
  * the batches sent, UNIT ATTENTION retries and a PREEMPT sent again
  * included. The outcome check is not part of it (run_check). */
 static bool take_over(ScsiPr *pr, const ScsiPrState *st, const char *when,
-                      unsigned *round_trips, Error **errp)
+                      unsigned *round_trips, bool *fenced, Error **errp)
 {
     ScsiPrIo io = pr->io;
     *round_trips = 0;
@@ -186,12 +195,27 @@ static bool take_over(ScsiPr *pr, const ScsiPrState *st, const char *when,
      * first would give this nexus a registration even when another host
      * has preempted the guest meanwhile, i.e. un-fence a guest that the
      * cluster fenced (SPC-4 5.13.11: a preempted nexus stays out until
-     * it registers again). */
-    if (!verify(&io, st, errp) || !register_and_preempt(&io, st, errp)) {
+     * it registers again). A fenced guest gets nothing registered. */
+    if (!verify(&io, st, fenced, errp) ||
+        (!*fenced && !register_and_preempt(&io, st, errp))) {
         error_prepend(errp, "%s: ", when);
         return false;
     }
     return true;
+}
+
+void scsi_pr_accept_fence(ScsiPr *pr, uint64_t key, const char *when)
+{
+    pthread_mutex_lock(&pr->lock);
+    pr->st = (ScsiPrState){ 0 };
+    pr->fenced_key = key;
+    pr->fence_ua = true;
+    pthread_mutex_unlock(&pr->lock);
+    log_warn("scsi-block %s: %s: another initiator preempted key 0x%" PRIx64
+             " before the handoff; the guest stays fenced: nothing is "
+             "registered for it, and its next command gets REGISTRATIONS "
+             "PREEMPTED", pr->dev_id, when, key);
+    scsi_pr_journal_update(pr, true);
 }
 
 /* Reads the outcome of takeover number seq back and records it as
@@ -304,12 +328,19 @@ bool scsi_pr_activate(ScsiPr *pr, Error **errp)
     ScsiPrState st = scsi_pr_state(pr);
     uint64_t started = clock_ns();
     unsigned trips = 0, seq = 0;
+    bool fenced = false;
     if (st.key != 0 &&
-        !take_over(pr, &st, "reservation handoff", &trips, errp)) {
+        !take_over(pr, &st, "reservation handoff", &trips, &fenced, errp)) {
         error_prepend(errp, "scsi-block %s: ", pr->dev_id);
         log_error("%s", error_get_pretty(*errp));
         scsi_pr_open_gate(pr, true);
         return false;
+    }
+    if (fenced) {
+        /* Not a failed switchover: the VM runs here, as fenced as it was
+         * on the source; the LUN refuses what the reservation forbids. */
+        scsi_pr_accept_fence(pr, st.key, "reservation handoff");
+        st.key = 0;
     }
     if (st.key != 0) {
         record_takeover(pr, &st, clock_ns() - started, trips);
@@ -374,15 +405,22 @@ static void adopt_full_status(ScsiPr *pr, const ScsiPrFullStatus *e,
                            .type = e[i].holder ? e[i].type : 0 };
         Error *err = NULL;
         unsigned trips;
+        bool fenced = false;
         if (!found || !j->active || j->st.key != st.key) {
             note(pr, "the LUN shows key 0x%" PRIx64 " registered by this "
                  "initiator, but the journal does not say this guest holds "
                  "it: not adopted", st.key);
             return;
         }
-        if (!take_over(pr, &st, "adopting the reservation", &trips, &err)) {
+        if (!take_over(pr, &st, "adopting the reservation", &trips, &fenced,
+                       &err)) {
             note(pr, "%s", error_get_pretty(err));
             error_free(err);
+            return;
+        }
+        if (fenced) {
+            note(pr, "key 0x%" PRIx64 " was preempted by another initiator "
+                 "while starting: not adopted", st.key);
             return;
         }
         pthread_mutex_lock(&pr->lock);

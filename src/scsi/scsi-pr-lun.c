@@ -292,11 +292,30 @@ static ScsiPrGate classify(ScsiPr *pr, ScsiRequest *req)
     return SCSI_PR_GATE_PASS;
 }
 
+/* SAM-5 5.14: INQUIRY, REPORT LUNS and REQUEST SENSE neither report
+ * nor clear a pending UNIT ATTENTION; every other command reports it. */
+static bool reports_unit_attention(const ScsiRequest *req)
+{
+    uint8_t op = req->cdb[0];
+    return op != SCSI_OP_INQUIRY && op != SCSI_OP_REPORT_LUNS &&
+           op != SCSI_OP_REQUEST_SENSE;
+}
+
 ScsiPrGate scsi_pr_gate(ScsiPr *pr, ScsiRequest *req)
 {
     PrHeld *h = NULL;
     pthread_mutex_lock(&pr->lock);
     PrGateMode mode = pr->gate;
+    /* A fence this nexus inherited: the guest learns of it as the
+     * preempted nexus would have (SPC-4 5.13.11.2.4), once. */
+    bool fence_ua = mode == PR_OPEN && pr->fence_ua &&
+                    reports_unit_attention(req);
+    if (fence_ua) {
+        pr->fence_ua = false;
+        pthread_mutex_unlock(&pr->lock);
+        scsi_req_complete_sense(req, SENSE_UA_REGISTRATIONS_PREEMPTED);
+        return SCSI_PR_GATE_DONE;
+    }
     /* A guest PR OUT waits for a pending outcome check, which must read
      * what the takeover did, not the guest's next change. */
     if (mode == PR_OPEN && pr->checks_pending &&
@@ -549,7 +568,13 @@ void scsi_pr_query(ScsiPr *pr, json_object *info)
                         json_object_new_string(pr->startup_note) : NULL;
     json_object *check = pr->check[0] ?
                          json_object_new_string(pr->check) : NULL;
+    uint64_t fenced = pr->fenced_key;
     pthread_mutex_unlock(&pr->lock);
+    if (fenced) {
+        char k[24];
+        snprintf(k, sizeof(k), "0x%016" PRIx64, fenced);
+        json_object_object_add(info, "pr-fenced", json_object_new_string(k));
+    }
     snprintf(key, sizeof(key), "0x%016" PRIx64, st.key);
     json_object_object_add(info, "migrate-pr", json_object_new_boolean(1));
     json_object_object_add(info, "pr-key", json_object_new_string(key));

@@ -204,6 +204,18 @@ static const char *takeover_check(Device *d, char *buf, size_t size)
     return buf;
 }
 
+/* A query-devices field as a string ("(none)" when absent). */
+static const char *query_field(Device *d, const char *name, char *buf,
+                               size_t size)
+{
+    json_object *o = json_object_new_object(), *v;
+    d->cls->query(d, o);
+    snprintf(buf, size, "%s", json_object_object_get_ex(o, name, &v) ?
+             json_object_get_string(v) : "(none)");
+    json_object_put(o);
+    return buf;
+}
+
 static void expect_check_ok(Device *d)
 {
     char buf[512];
@@ -488,47 +500,120 @@ static void test_read_pair_matches_sequential(void **state)
     expect_read_pair_same(&dev);
 }
 
-static void test_verification_refuses(void **state)
+/* A one-block READ/WRITE from the guest on bus: the status, UNIT
+ * ATTENTIONs retried. */
+static uint8_t guest_rw(ScsiBus *bus, bool write)
+{
+    uint8_t data[BS] = { 0 };
+    const uint8_t cdb[10] = { write ? SCSI_OP_WRITE_10 : SCSI_OP_READ_10, 0,
+                              0, 0, 0, 8, 0, 0, 1, 0 };
+    return guest(bus, cdb, 10, write ? SCSI_DIR_TO_DEV : SCSI_DIR_FROM_DEV,
+                 data, sizeof(data)).req.status;
+}
+
+/* The third host registers other and preempts KEY with type. */
+static void third_fences(uint64_t other, uint8_t type)
 {
     Error *err = NULL;
     const ScsiPrIo *third = scsi_pr_nexus_io(t.third);
-    const uint64_t other = 0x7777;
-    guest_reserve(t.bus_src, SCSI_PR_TYPE_WRITE_EXCLUSIVE);
-    ByteBuf b = save_state(t.src);
-    t.src->cls->inactivate(t.src);
-    /* Meanwhile a third initiator preempts the source. */
     assert_true(scsi_pr_io_out(third, SCSI_PROUT_REGISTER, 0, 0, other, NULL,
                                &err));
-    assert_true(scsi_pr_io_out(third, SCSI_PROUT_PREEMPT,
-                               SCSI_PR_TYPE_EXCLUSIVE_ACCESS, other, KEY, NULL,
-                               &err));
-    load_state(t.dst, &b);
-    bytebuf_free(&b);
-    assert_false(t.dst->cls->activate(t.dst, &err));
-    assert_non_null(strstr(error_get_pretty(err), "another initiator"));
-    assert_non_null(strstr(error_get_pretty(err), "dst"));
-    error_free_or_null(&err);
-    /* Nothing was preempted blindly: the third host still holds it. */
+    assert_true(scsi_pr_io_out(third, SCSI_PROUT_PREEMPT, type, other, KEY,
+                               NULL, &err));
+}
+
+/* The LUN holds only other's registration and its reservation of type. */
+static void expect_third_holds(uint64_t other, uint8_t type)
+{
+    Error *err = NULL;
+    const ScsiPrIo *third = scsi_pr_nexus_io(t.third);
     ScsiPrReservation r;
+    ScsiPrKeys k;
     assert_true(scsi_pr_io_read_reservation(third, &r, &err));
     assert_true(r.held);
     assert_int_equal(r.key, other);
-    assert_int_equal(r.type, SCSI_PR_TYPE_EXCLUSIVE_ACCESS);
-    /* Nor registered: the REGISTER waits for the verification, so the
-     * fenced guest's key did not come back on the destination. */
-    ScsiPrKeys k;
+    assert_int_equal(r.type, type);
     assert_true(scsi_pr_io_read_keys(third, &k, &err));
     assert_false(scsi_pr_keys_contain(&k, KEY));
     assert_int_equal(k.total, 1);
-    /* A refused takeover is not reported as one, nor checked. */
+}
+
+/* The guest's first command on dev's bus reports REGISTRATIONS
+ * PREEMPTED; its writes then get RESERVATION CONFLICT, its reads pass
+ * (WRITE EXCLUSIVE, SPC-4 5.13.1 table). */
+static void expect_guest_fenced(ScsiBus *bus)
+{
+    uint8_t data[BS];
+    const uint8_t rd[10] = { SCSI_OP_READ_10, 0, 0, 0, 0, 8, 0, 0, 1, 0 };
+    HdCmdResult r;
+    ScsiSense s;
+    hd_harness_run(t.loop, bus, 0, rd, 10, SCSI_DIR_FROM_DEV, data,
+                   sizeof(data), &r);
+    assert_true(r.done);
+    assert_int_equal(r.req.status, SAM_STAT_CHECK_CONDITION);
+    assert_true(scsi_sense_parse(r.req.sense, r.req.sense_len, &s));
+    assert_true(scsi_sense_equal(s, SENSE_UA_REGISTRATIONS_PREEMPTED));
+    assert_int_equal(guest_rw(bus, true), SAM_STAT_RESERVATION_CONFLICT);
+    assert_int_equal(guest_rw(bus, false), SAM_STAT_GOOD);
+}
+
+/* Fenced while the state was in flight: the destination runs the guest
+ * unregistered instead of failing the switchover. */
+static void test_fenced_during_handoff(void **state)
+{
+    Error *err = NULL;
+    const uint64_t other = 0x7777;
+    char buf[64];
+    guest_reserve(t.bus_src, SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+    ByteBuf b = save_state(t.src);
+    t.src->cls->inactivate(t.src);
+    third_fences(other, SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+    load_state(t.dst, &b);
+    bytebuf_free(&b);
+    if (!t.dst->cls->activate(t.dst, &err)) {
+        fail_msg("%s", error_get_pretty(err));
+    }
+    /* Nothing was preempted blindly nor registered: the REGISTER waits
+     * for the verification, so the fenced key did not come back. */
+    expect_third_holds(other, SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+    assert_int_equal(tracked(t.dst).key, 0);
+    assert_string_equal(query_field(t.dst, "pr-fenced", buf, sizeof(buf)),
+                        "0x5eed0000c0ffee01");
+    /* A fence is not a takeover: none reported, none checked. */
     assert_int_equal(takeover_round_trips(t.dst), -1);
     char check[512];
     assert_string_equal(takeover_check(t.dst, check, sizeof(check)),
                         "(none)");
-    /* The source's rollback is refused the same way. */
-    assert_false(t.src->cls->activate(t.src, &err));
-    assert_non_null(strstr(error_get_pretty(err), "no longer registered"));
-    error_free(err);
+    expect_guest_fenced(t.bus_dst);
+    expect_third_holds(other, SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+}
+
+/* A contradiction other than a fence still refuses, and registers
+ * nothing: the reservation changed type while the key stayed. */
+static void test_verification_refuses(void **state)
+{
+    Error *err = NULL;
+    guest_reserve(t.bus_src, SCSI_PR_TYPE_WE_ALL_REGISTRANTS);
+    ByteBuf b = save_state(t.src);
+    t.src->cls->inactivate(t.src);
+    /* Meanwhile a third registrant replaces the reservation. */
+    const ScsiPrIo *third = scsi_pr_nexus_io(t.third);
+    assert_true(scsi_pr_io_out(third, SCSI_PROUT_REGISTER, 0, 0, KEY_THIRD,
+                               NULL, &err));
+    assert_true(scsi_pr_io_out(third, SCSI_PROUT_RELEASE,
+                               SCSI_PR_TYPE_WE_ALL_REGISTRANTS, KEY_THIRD, 0,
+                               NULL, &err));
+    load_state(t.dst, &b);
+    bytebuf_free(&b);
+    assert_false(t.dst->cls->activate(t.dst, &err));
+    assert_non_null(strstr(error_get_pretty(err), "another initiator"));
+    assert_non_null(strstr(error_get_pretty(err), "released"));
+    error_free_or_null(&err);
+    ScsiPrKeys k;
+    assert_true(scsi_pr_io_read_keys(third, &k, &err));
+    assert_int_equal(scsi_pr_keys_count(&k, KEY), 1);
+    assert_int_equal(k.total, 2);
+    assert_int_equal(takeover_round_trips(t.dst), -1);
 }
 
 static void test_register_and_move_refused(void **state)
@@ -647,6 +732,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_read_pair_matches_sequential,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fenced_during_handoff, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_verification_refuses, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_register_and_move_refused, setup,

@@ -340,16 +340,58 @@ static void test_register_failure_fails(void **state)
     assert_int_equal(f.key[NEXUS_US], 0);
 }
 
+/* Fenced before the handoff: another nexus preempted the source's key.
+ * The activation succeeds, registers nothing, tracks no key, and the
+ * guest's next command reports REGISTRATIONS PREEMPTED, once. */
+static void test_fenced_guest_runs_unregistered(void **state)
+{
+    uint8_t rd[10] = { SCSI_OP_READ_10 }, inq[6] = { SCSI_OP_INQUIRY };
+    ScsiRequest read = { .cdb_len = 10, .dir = SCSI_DIR_NONE,
+                         .complete = done };
+    ScsiRequest inquiry = { .cdb_len = 6, .dir = SCSI_DIR_NONE };
+    ScsiSense s;
+    char buf[512];
+    Error *err = NULL;
+    source_holds(SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+    f.key[NEXUS_SRC] = 0;       /* fenced meanwhile */
+    if (!scsi_pr_activate(pr, &err)) {
+        fail_msg("%s", error_get_pretty(err));
+    }
+    assert_int_equal(f.batches, 1);
+    assert_int_equal(f.key[NEXUS_US], 0);
+    assert_true(scsi_pr_is_active(pr));
+    assert_int_equal(scsi_pr_state(pr).key, 0);
+    assert_string_equal(query_str("pr-fenced", buf, sizeof(buf)),
+                        "0x5eed0000c0ffee01");
+    assert_string_equal(query_str("pr-check", buf, sizeof(buf)), "");
+    memcpy(read.cdb, rd, sizeof(rd));
+    memcpy(inquiry.cdb, inq, sizeof(inq));
+    /* SAM-5 5.14: INQUIRY neither reports nor clears it. */
+    assert_int_equal(scsi_pr_gate(pr, &inquiry), SCSI_PR_GATE_PASS);
+    assert_int_equal(scsi_pr_gate(pr, &read), SCSI_PR_GATE_DONE);
+    assert_int_equal(completions, 1);
+    assert_int_equal(read.status, SAM_STAT_CHECK_CONDITION);
+    assert_true(scsi_sense_parse(read.sense, read.sense_len, &s));
+    assert_true(scsi_sense_equal(s, SENSE_UA_REGISTRATIONS_PREEMPTED));
+    memset(&read.status, 0, sizeof(read.status));
+    assert_int_equal(scsi_pr_gate(pr, &read), SCSI_PR_GATE_PASS);
+    run_loop();
+    assert_int_equal(f.batches, 1);
+}
+
+/* Any other contradiction still refuses: the key is registered but the
+ * reservation changed type behind the handoff. Nothing is registered. */
 static void test_verify_refusal_registers_nothing(void **state)
 {
     Error *err = NULL;
     source_holds(SCSI_PR_TYPE_WRITE_EXCLUSIVE);
-    f.key[NEXUS_SRC] = 0x7777;  /* fenced meanwhile */
+    f.type = SCSI_PR_TYPE_EXCLUSIVE_ACCESS;
     assert_false(scsi_pr_activate(pr, &err));
-    assert_non_null(strstr(error_get_pretty(err), "no longer registered"));
+    assert_non_null(strstr(error_get_pretty(err), "another type"));
     error_free(err);
     assert_int_equal(f.batches, 1);
     assert_int_equal(f.key[NEXUS_US], 0);
+    assert_false(scsi_pr_is_active(pr));
 }
 
 static void test_check_finds_contradiction(void **state)
@@ -444,6 +486,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_register_failure_fails, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_fenced_guest_runs_unregistered,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_refusal_registers_nothing,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_finds_contradiction,
