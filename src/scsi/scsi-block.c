@@ -35,6 +35,7 @@ struct ScsiBlock {
     void *filter_opaque;
     ScsiPr *pr;                 /* migrate-pr=on: reservations (scsi-pr-lun.h) */
     ScsiPrWire pr_wire;         /* the "scsi-block/pr" subsection's fields */
+    uint64_t pr_fenced_key;     /* the "scsi-block/pr-fenced" subsection's */
     bool x_lun_caps;            /* test only: act as if the LUN reported
                                    SIP_C and ATC_C (tgt never does) */
 };
@@ -793,6 +794,48 @@ static const VMStateDescription sb_pr_vmsd = {
     .fields = sb_pr_fields,
 };
 
+static bool sb_pr_fence_needed(void *opaque)
+{
+    ScsiBlock *sb = opaque;
+    return sb->pr && scsi_pr_fence_needed(sb->pr, &sb->pr_fenced_key);
+}
+
+static bool sb_pr_fence_post_load(void *opaque, int version_id,
+                                  Error **errp)
+{
+    ScsiBlock *sb = opaque;
+    if (!sb->pr) {
+        error_setg(errp, "scsi-block %s: the source migrates a fenced "
+                   "reservation but migrate-pr is off here", sb->dev.id);
+        return false;
+    }
+    return scsi_pr_post_load_fence(sb->pr, sb->pr_fenced_key, errp);
+}
+
+static const VMStateField sb_pr_fence_fields[] = {
+    { .name = "key", .kind = VMS_U64,
+      .offset = offsetof(ScsiBlock, pr_fenced_key), .size = 8 },
+    VMSTATE_END_OF_LIST()
+};
+
+/* Sent only when another initiator preempted the guest's key and the
+ * guest has not been told yet (docs/migrate-pr.md, "Fencing"). */
+static const VMStateDescription sb_pr_fence_vmsd = {
+    .name = "scsi-block/pr-fenced",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = sb_pr_fence_needed,
+    .post_load = sb_pr_fence_post_load,
+    .fields = sb_pr_fence_fields,
+};
+
+/* Before the subsections are chosen: is the guest still registered? */
+static bool sb_pre_save(void *opaque, Error **errp)
+{
+    ScsiBlock *sb = opaque;
+    return !sb->pr || scsi_pr_probe_before_save(sb->pr, errp);
+}
+
 static const VMStateField sb_fields[] = {
     VMSTATE_END_OF_LIST()
 };
@@ -801,9 +844,12 @@ static const VMStateDescription sb_vmsd = {
     .name = "scsi-block",
     .version_id = 1,
     .minimum_version_id = 1,
+    .pre_save = sb_pre_save,
     .post_load = sb_post_load,
     .fields = sb_fields,
-    .subsections = (const VMStateDescription *const[]){ &sb_pr_vmsd, NULL },
+    .subsections = (const VMStateDescription *const[]){ &sb_pr_vmsd,
+                                                        &sb_pr_fence_vmsd,
+                                                        NULL },
 };
 
 static bool sb_activate(Device *dev, Error **errp)

@@ -212,9 +212,9 @@ void scsi_pr_accept_fence(ScsiPr *pr, uint64_t key, const char *when)
     pr->fence_ua = true;
     pthread_mutex_unlock(&pr->lock);
     log_warn("scsi-block %s: %s: another initiator preempted key 0x%" PRIx64
-             " before the handoff; the guest stays fenced: nothing is "
-             "registered for it, and its next command gets REGISTRATIONS "
-             "PREEMPTED", pr->dev_id, when, key);
+             "; the guest stays fenced: nothing is registered for it, and "
+             "its next command gets REGISTRATIONS PREEMPTED", pr->dev_id,
+             when, key);
     scsi_pr_journal_update(pr, true);
 }
 
@@ -353,6 +353,41 @@ bool scsi_pr_activate(ScsiPr *pr, Error **errp)
     if (st.key != 0) {
         post_check(pr, &st, seq);
     }
+    return true;
+}
+
+bool scsi_pr_probe_before_save(ScsiPr *pr, Error **errp)
+{
+    /* A PREEMPT whose outcome was not read yet: the VM is stopped, read
+     * it now rather than hand over a guess. */
+    if (!scsi_pr_read_back(pr, errp)) {
+        return false;
+    }
+    ScsiPrState st = scsi_pr_state(pr);
+    uint8_t status = SAM_STAT_GOOD;
+    Error *err = NULL;
+    if (st.key == 0) {
+        return true;
+    }
+    /* SPC-4 5.13.7 (REGISTER from a registered nexus, RESERVATION KEY
+     * equal to its key): the key is replaced by the same key, nothing
+     * else changes. From a nexus a PREEMPT unregistered, a nonzero
+     * RESERVATION KEY gets RESERVATION CONFLICT. Unlike READ KEYS this
+     * tells this nexus apart from one that registered the same key
+     * (fencing agents reuse keys; SPC-4 5.13.11.2.4 leaves the
+     * preempting nexus registered). */
+    if (scsi_pr_io_out(&pr->io, SCSI_PROUT_REGISTER, 0, st.key, st.key,
+                       &status, &err)) {
+        return true;
+    }
+    if (status != SAM_STAT_RESERVATION_CONFLICT) {
+        error_prepend(&err, "scsi-block %s: checking this nexus' "
+                      "registration before the handoff: ", pr->dev_id);
+        error_propagate(errp, err);
+        return false;
+    }
+    error_free(err);
+    scsi_pr_accept_fence(pr, st.key, "before the handoff");
     return true;
 }
 

@@ -54,6 +54,8 @@ struct ScsiPr {
                                      * before a handoff (0: none) */
     bool fence_ua;                  /* REGISTRATIONS PREEMPTED is due to
                                      * the guest's next command */
+    uint64_t loaded_fence;          /* post_load of the fenced subsection
+                                     * ran with this key (0: not) */
     bool closing;                   /* shut down: a pending check is not run */
 
     pthread_mutex_t journal_lock;   /* one writer at a time; and: */

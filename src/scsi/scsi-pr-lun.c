@@ -520,12 +520,39 @@ bool scsi_pr_post_load_sub(ScsiPr *pr, const ScsiPrWire *wire, Error **errp)
     return true;
 }
 
+bool scsi_pr_fence_needed(ScsiPr *pr, uint64_t *key)
+{
+    pthread_mutex_lock(&pr->lock);
+    bool needed = pr->fence_ua && pr->fenced_key;
+    *key = pr->fenced_key;
+    pthread_mutex_unlock(&pr->lock);
+    return needed;
+}
+
+bool scsi_pr_post_load_fence(ScsiPr *pr, uint64_t key, Error **errp)
+{
+    if (key == 0) {
+        error_setg(errp, "scsi-block %s: migrated fence names key 0",
+                   pr->dev_id);
+        log_ratelimited(LOG_WARN, "%s", error_get_pretty(*errp));
+        return false;
+    }
+    pthread_mutex_lock(&pr->lock);
+    pr->loaded_fence = key;
+    pthread_mutex_unlock(&pr->lock);
+    return true;
+}
+
 void scsi_pr_post_load(ScsiPr *pr)
 {
     pthread_mutex_lock(&pr->lock);
     pr->st = pr->loaded_sub ?
              (ScsiPrState){ .key = pr->loaded.key, .type = pr->loaded.type } :
              (ScsiPrState){ 0 };
+    /* A guest fenced on the source, not told yet: it is told here. */
+    pr->fenced_key = pr->loaded_sub ? 0 : pr->loaded_fence;
+    pr->fence_ua = pr->fenced_key != 0;
+    pr->loaded_fence = 0;
     pr->loaded_sub = false;
     pr->read_back_pending = false;
     /* The reservation is still the source's: hold guest I/O until the

@@ -90,6 +90,20 @@ bool scsi_pr_post_load_sub(ScsiPr *pr, const ScsiPrWire *wire,
                            Error **errp);
 void scsi_pr_post_load(ScsiPr *pr);
 
+/* The section's pre_save, before the subsections are chosen: asks the
+ * LUN whether this nexus is still registered with the guest's key (a
+ * REGISTER with both keys set to it: a nexus a PREEMPT removed gets
+ * RESERVATION CONFLICT, SPC-4 5.13.7), which READ KEYS cannot tell when
+ * another nexus registered the same key. If not, the guest was fenced:
+ * the state sent is "fenced" instead of the key. False (errp set) when
+ * the LUN could not be asked. */
+bool scsi_pr_probe_before_save(ScsiPr *pr, Error **errp);
+/* The "fenced" subsection: sent while the guest has not been told it
+ * was preempted; *key gets the key another initiator preempted. */
+bool scsi_pr_fence_needed(ScsiPr *pr, uint64_t *key);
+/* Its post_load: the guest arrives fenced (key: the preempted one). */
+bool scsi_pr_post_load_fence(ScsiPr *pr, uint64_t key, Error **errp);
+
 /* DeviceClass.activate / inactivate. */
 bool scsi_pr_activate(ScsiPr *pr, Error **errp);
 void scsi_pr_inactivate(ScsiPr *pr);

@@ -292,9 +292,17 @@ static ByteBuf save_state(Device *from)
     return b;
 }
 
+/* "scsi-block/pr" itself, not "scsi-block/pr-fenced". */
 static bool has_pr_subsection(const ByteBuf *b)
 {
-    return memmem(b->data, b->len, "scsi-block/pr", 13) != NULL;
+    const uint8_t *p = b->data, *end = b->data + b->len;
+    while ((p = memmem(p, (size_t)(end - p), "scsi-block/pr", 13)) != NULL) {
+        if (p + 13 == end || p[13] != '-') {
+            return true;
+        }
+        p += 13;
+    }
+    return false;
 }
 
 static void load_state(Device *to, const ByteBuf *b)
@@ -534,8 +542,8 @@ static void expect_third_holds(uint64_t other, uint8_t type)
     assert_int_equal(r.key, other);
     assert_int_equal(r.type, type);
     assert_true(scsi_pr_io_read_keys(third, &k, &err));
-    assert_false(scsi_pr_keys_contain(&k, KEY));
     assert_int_equal(k.total, 1);
+    assert_int_equal(k.keys[0], other);
 }
 
 /* The guest's first command on dev's bus reports REGISTRATIONS
@@ -586,6 +594,70 @@ static void test_fenced_during_handoff(void **state)
                         "(none)");
     expect_guest_fenced(t.bus_dst);
     expect_third_holds(other, SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+}
+
+/* Status of a READ(10)/WRITE(10) of length 0 from the third host. */
+static uint8_t third_rw(bool write)
+{
+    uint8_t cdb[10] = { write ? SCSI_OP_WRITE_10 : SCSI_OP_READ_10 };
+    ScsiPrResult res;
+    Error *err = NULL;
+    assert_true(scsi_pr_io_command(scsi_pr_nexus_io(t.third), cdb, 10,
+                                   SCSI_DIR_NONE, NULL, 0, &res, &err));
+    return res.status;
+}
+
+/* Fenced before the migration by the third host, with key fencer: it
+ * registers and preempts KEY. The source's probe of its own nexus finds
+ * it unregistered; the state carries the fence instead of the key, and
+ * the destination sends nothing to the LUN. */
+static void fenced_before_handoff(uint64_t fencer)
+{
+    Error *err = NULL;
+    char buf[64];
+    const uint8_t type = SCSI_PR_TYPE_WRITE_EXCLUSIVE;
+    guest_reserve(t.bus_src, type);
+    const ScsiPrIo *third = scsi_pr_nexus_io(t.third);
+    assert_true(scsi_pr_io_out(third, SCSI_PROUT_REGISTER, 0, 0, fencer,
+                               NULL, &err));
+    assert_true(scsi_pr_io_out(third, SCSI_PROUT_PREEMPT, type, fencer, KEY,
+                               NULL, &err));
+    ByteBuf b = save_state(t.src);
+    assert_false(has_pr_subsection(&b));
+    assert_non_null(memmem(b.data, b.len, "scsi-block/pr-fenced", 20));
+    t.src->cls->inactivate(t.src);
+    load_state(t.dst, &b);
+    bytebuf_free(&b);
+    if (!t.dst->cls->activate(t.dst, &err)) {
+        fail_msg("%s", error_get_pretty(err));
+    }
+    assert_int_equal(tracked(t.src).key, 0);
+    assert_int_equal(tracked(t.dst).key, 0);
+    assert_string_equal(query_field(t.dst, "pr-fenced", buf, sizeof(buf)),
+                        "0x5eed0000c0ffee01");
+    assert_int_equal(takeover_round_trips(t.dst), -1);
+    /* The fencing node still holds it: its write passes, the guest's
+     * does not. */
+    expect_third_holds(fencer, type);
+    assert_int_equal(third_rw(true), SAM_STAT_GOOD);
+    expect_guest_fenced(t.bus_dst);
+    assert_int_equal(third_rw(true), SAM_STAT_GOOD);
+    expect_third_holds(fencer, type);
+}
+
+static void test_fenced_before_handoff(void **state)
+{
+    fenced_before_handoff(0x7777);
+}
+
+/* With the guest's own key (fencing agents reuse keys; SPC-4
+ * 5.13.11.2.4 keeps the preempting nexus registered): READ KEYS and READ
+ * RESERVATION look as before the fence, so only the probe of the
+ * source's own nexus tells; the destination must not preempt the
+ * fencing node. */
+static void test_same_key_fence_before_handoff(void **state)
+{
+    fenced_before_handoff(KEY);
 }
 
 /* A contradiction other than a fence still refuses, and registers
@@ -734,6 +806,10 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_fenced_during_handoff, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_fenced_before_handoff, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_same_key_fence_before_handoff,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_verification_refuses, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_register_and_move_refused, setup,
