@@ -866,6 +866,14 @@ static void sb_inactivate(Device *dev)
     }
 }
 
+static void sb_handed_over(Device *dev)
+{
+    ScsiBlock *sb = (ScsiBlock *)dev;
+    if (sb->pr) {
+        scsi_pr_handed_over(sb->pr);
+    }
+}
+
 static const DeviceClass scsi_block_class = {
     .type = "scsi-block",
     .description = "SCSI passthrough to an iSCSI LUN",
@@ -876,6 +884,7 @@ static const DeviceClass scsi_block_class = {
     .vmsd = &sb_vmsd,
     .activate = sb_activate,
     .inactivate = sb_inactivate,
+    .handed_over = sb_handed_over,
     .query = sb_query,
 };
 

@@ -59,6 +59,11 @@ static const char *contradiction(const ScsiPrState *st, const ScsiPrKeys *k,
     if (!scsi_pr_type_all_registrants(r->type) && r->key != st->key) {
         return "the reservation is held with another key";
     }
+    /* SPC-4 5.13.10: every registrant holds an ALL REGISTRANTS
+     * reservation, and READ RESERVATION reports its key as zero. */
+    if (scsi_pr_type_all_registrants(r->type) && r->key != 0) {
+        return "an ALL REGISTRANTS reservation reports a nonzero key";
+    }
     return NULL;
 }
 
@@ -107,9 +112,14 @@ static bool check_outcome(const ScsiPrIo *io, const ScsiPrState *st,
     }
     const char *why = contradiction(st, &k, &r);
     unsigned n = scsi_pr_keys_count(&k, st->key);
-    if (why || n != 1) {
+    /* An ALL REGISTRANTS reservation was joined, not preempted: the
+     * previous holder removes its own registration once this side runs
+     * (scsi_pr_handed_over), so it may still be there. */
+    unsigned most = scsi_pr_type_all_registrants(st->type) ? 2 : 1;
+    if (why || n > most) {
         describe_lun(&k, &r, lun, sizeof(lun));
-        error_setg(errp, "after PREEMPT: %s (%s)",
+        error_setg(errp, "after %s: %s (%s)",
+                   most == 2 ? "REGISTER" : "PREEMPT",
                    why ? why : "the previous holder is still registered",
                    lun);
         return false;
@@ -179,6 +189,23 @@ static bool register_and_preempt(const ScsiPrIo *io, const ScsiPrState *st,
     return true;
 }
 
+/* Round trip 2 for the ALL REGISTRANTS types: REGISTER AND IGNORE
+ * EXISTING KEY alone. Every registrant holds such a reservation (SPC-4
+ * 5.13.10), so registering takes it; no PREEMPT is needed, and none is
+ * sent: a PREEMPT naming the key of the registration that created the
+ * reservation leaves tgt pointing at the freed registration. The
+ * previous holder's registration goes from its own nexus. */
+static bool join_all_registrants(const ScsiPrIo *io, const ScsiPrState *st,
+                                 Error **errp)
+{
+    if (!scsi_pr_io_out(io, SCSI_PROUT_REGISTER_AND_IGNORE, 0, 0, st->key,
+                        NULL, errp)) {
+        error_prepend(errp, "%s: ", io->who);
+        return false;
+    }
+    return true;
+}
+
 /* Seed 000: REGISTER the key on this nexus, then PREEMPT the registration
  * that held it, with the same key and type: the reservation moves
  * atomically, and the old nexus is unregistered. Two round trips, the
@@ -196,11 +223,17 @@ static bool take_over(ScsiPr *pr, const ScsiPrState *st, const char *when,
      * has preempted the guest meanwhile, i.e. un-fence a guest that the
      * cluster fenced (SPC-4 5.13.11: a preempted nexus stays out until
      * it registers again). A fenced guest gets nothing registered. */
+    bool all_registrants = scsi_pr_type_all_registrants(st->type);
     if (!verify(&io, st, fenced, errp) ||
-        (!*fenced && !register_and_preempt(&io, st, errp))) {
+        (!*fenced && !(all_registrants ? join_all_registrants(&io, st, errp)
+                                       : register_and_preempt(&io, st,
+                                                              errp)))) {
         error_prepend(errp, "%s: ", when);
         return false;
     }
+    pthread_mutex_lock(&pr->lock);
+    pr->ar_joined = !*fenced && all_registrants;
+    pthread_mutex_unlock(&pr->lock);
     return true;
 }
 
@@ -325,6 +358,10 @@ bool scsi_pr_activate(ScsiPr *pr, Error **errp)
         scsi_pr_open_gate(pr, true);
         return false;
     }
+    pthread_mutex_lock(&pr->lock);
+    pr->saved = false;
+    pr->ar_joined = false;
+    pthread_mutex_unlock(&pr->lock);
     ScsiPrState st = scsi_pr_state(pr);
     uint64_t started = clock_ns();
     unsigned trips = 0, seq = 0;
@@ -366,6 +403,9 @@ bool scsi_pr_probe_before_save(ScsiPr *pr, Error **errp)
     ScsiPrState st = scsi_pr_state(pr);
     uint8_t status = SAM_STAT_GOOD;
     Error *err = NULL;
+    pthread_mutex_lock(&pr->lock);
+    pr->saved = true;
+    pthread_mutex_unlock(&pr->lock);
     if (st.key == 0) {
         return true;
     }
@@ -391,16 +431,79 @@ bool scsi_pr_probe_before_save(ScsiPr *pr, Error **errp)
     return true;
 }
 
+/* Removes this nexus' registration with key from its own nexus: REGISTER
+ * with SERVICE ACTION RESERVATION KEY zero (SPC-4 5.13.11.3). An ALL
+ * REGISTRANTS reservation stays with the other registrants (5.13.10).
+ * Logs the outcome; why says when. */
+static void unregister_own(ScsiPr *pr, uint64_t key, const char *why)
+{
+    Error *err = NULL;
+    if (!scsi_pr_io_out(&pr->io, SCSI_PROUT_REGISTER, 0, key, 0, NULL,
+                        &err)) {
+        log_warn("scsi-block %s: %s: removing this nexus' registration of "
+                 "key 0x%" PRIx64 " failed, it stays on the LUN: %s",
+                 pr->dev_id, why, key, error_get_pretty(err));
+        error_free(err);
+        return;
+    }
+    log_info("scsi-block %s: %s: removed this nexus' registration of key "
+             "0x%" PRIx64, pr->dev_id, why, key);
+}
+
+/* A failed migration after this nexus joined an ALL REGISTRANTS
+ * reservation: the source still has its registration and takes the
+ * guest back, so ours goes, unless it is the only one left (removing
+ * the last registration would release the reservation, SPC-4 5.13.10). */
+static void undo_join(ScsiPr *pr, const ScsiPrState *st)
+{
+    ScsiPrKeys k;
+    Error *err = NULL;
+    if (!scsi_pr_io_read_keys(&pr->io, &k, &err)) {
+        log_warn("scsi-block %s: giving the reservation back: %s",
+                 pr->dev_id, error_get_pretty(err));
+        error_free(err);
+        return;
+    }
+    if (scsi_pr_keys_count(&k, st->key) < 2) {
+        log_warn("scsi-block %s: giving the reservation back: key 0x%"
+                 PRIx64 " has no other registration; this one stays",
+                 pr->dev_id, st->key);
+        return;
+    }
+    unregister_own(pr, st->key, "giving the reservation back");
+}
+
 void scsi_pr_inactivate(ScsiPr *pr)
 {
     /* The destination takes it from here; our registration stays until
-     * its PREEMPT, so a rollback finds it. Guest I/O waits meanwhile. */
+     * its PREEMPT (or, ALL REGISTRANTS, until scsi_pr_handed_over), so a
+     * rollback finds it. Guest I/O waits meanwhile. */
     pthread_mutex_lock(&pr->lock);
     if (pr->gate == PR_OPEN) {
         pr->gate = PR_HOLD;
     }
+    bool undo = pr->ar_joined && !pr->saved;
+    pr->ar_joined = false;
+    ScsiPrState st = pr->st;
     pthread_mutex_unlock(&pr->lock);
+    if (undo && st.key) {
+        undo_join(pr, &st);
+    }
     scsi_pr_journal_update(pr, false);
+}
+
+void scsi_pr_handed_over(ScsiPr *pr)
+{
+    ScsiPrState st = scsi_pr_state(pr);
+    pthread_mutex_lock(&pr->lock);
+    bool saved = pr->saved;
+    pthread_mutex_unlock(&pr->lock);
+    /* The destination registered the key and holds the reservation with
+     * it; our registration is the one left to go. The tracked state
+     * stays: a late rollback takes it back from there. */
+    if (saved && st.key && scsi_pr_type_all_registrants(st.type)) {
+        unregister_own(pr, st.key, "after the handoff");
+    }
 }
 
 /* ---- Start-up ------------------------------------------------------------ */

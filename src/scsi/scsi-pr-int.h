@@ -54,6 +54,12 @@ struct ScsiPr {
                                      * before a handoff (0: none) */
     bool fence_ua;                  /* REGISTRATIONS PREEMPTED is due to
                                      * the guest's next command */
+    bool ar_joined;                 /* the last activation registered next
+                                     * to the previous holder of an ALL
+                                     * REGISTRANTS reservation */
+    bool saved;                     /* state saved since the last
+                                     * activation (a handoff, not a
+                                     * rollback, follows) */
     uint64_t loaded_fence;          /* post_load of the fenced subsection
                                      * ran with this key (0: not) */
     bool closing;                   /* shut down: a pending check is not run */

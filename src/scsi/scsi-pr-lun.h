@@ -104,9 +104,15 @@ bool scsi_pr_fence_needed(ScsiPr *pr, uint64_t *key);
 /* Its post_load: the guest arrives fenced (key: the preempted one). */
 bool scsi_pr_post_load_fence(ScsiPr *pr, uint64_t key, Error **errp);
 
-/* DeviceClass.activate / inactivate. */
+/* DeviceClass.activate / inactivate / handed_over. An ALL REGISTRANTS
+ * reservation moves without a PREEMPT: the destination registers (every
+ * registrant holds it, SPC-4 5.13.10), and the source removes its own
+ * registration from its own nexus once the destination runs
+ * (handed_over); a destination that registered so and is inactivated
+ * without having saved its state (a failed migration) removes its own. */
 bool scsi_pr_activate(ScsiPr *pr, Error **errp);
 void scsi_pr_inactivate(ScsiPr *pr);
+void scsi_pr_handed_over(ScsiPr *pr);
 
 /* At realize: the journal and the LUN (READ FULL STATUS when supported).
  * Never fails the device: what cannot be adopted is logged and shown by

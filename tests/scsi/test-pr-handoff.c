@@ -315,13 +315,24 @@ static void load_state(Device *to, const ByteBuf *b)
 }
 
 /* Save on from, inactivate it, load into to, activate to. */
-static bool migrate(Device *from, Device *to, Error **errp)
+static bool handoff(Device *from, Device *to, Error **errp)
 {
     ByteBuf b = save_state(from);
     from->cls->inactivate(from);
     load_state(to, &b);
     bytebuf_free(&b);
     return to->cls->activate(to, errp);
+}
+
+/* A handoff, then the source learns the destination runs (the
+ * destination's SWITCHOVER_DONE). */
+static bool migrate(Device *from, Device *to, Error **errp)
+{
+    if (!handoff(from, to, errp)) {
+        return false;
+    }
+    from->cls->handed_over(from);
+    return true;
 }
 
 /* ---- Tests ----------------------------------------------------------------- */
@@ -452,6 +463,90 @@ static void test_ten_round_trips(void **state)
         to = tmp;
     }
     assert_int_equal(tracked(t.src).type, type);
+}
+
+/* What a nexus that never registered, logged in after the handoff, gets
+ * for a READ(10) or WRITE(10) of length 0; and the reservation it reads. */
+static uint8_t newcomer_rw(bool write, ScsiPrReservation *r)
+{
+    Error *err = NULL;
+    uint8_t cdb[10] = { write ? SCSI_OP_WRITE_10 : SCSI_OP_READ_10 };
+    ScsiPrResult res;
+    /* A long name: tgt's copies of it are heap blocks of the size of a
+     * registration, which is how a freed one shows (its key read back as
+     * the name's ASCII). */
+    ScsiPrNexus *n = scsi_pr_nexus_open(t.url, "iqn.2024-01.org.stormig:"
+                                        "host-newcomer-after-handoff", &err);
+    if (!n) {
+        fail_msg("%s", error_get_pretty(err));
+    }
+    assert_true(scsi_pr_io_command(scsi_pr_nexus_io(n), cdb, 10,
+                                   SCSI_DIR_NONE, NULL, 0, &res, &err));
+    assert_true(scsi_pr_io_read_reservation(scsi_pr_nexus_io(n), r, &err));
+    scsi_pr_nexus_close(n);
+    return res.status;
+}
+
+/* An ALL REGISTRANTS reservation moves by a REGISTER on the destination
+ * and the source removing its own registration: the LUN keeps a sane
+ * reservation (key 0, SPC-4 5.13.10), newcomers get what the type says
+ * (WRITE EXCLUSIVE - ALL REGISTRANTS lets an unregistered nexus read),
+ * and the source's nexus is out. */
+static void test_all_registrants_handoff(void **state)
+{
+    static const uint8_t types[] = { SCSI_PR_TYPE_WE_ALL_REGISTRANTS,
+                                     SCSI_PR_TYPE_EA_ALL_REGISTRANTS };
+    for (size_t i = 0; i < 2; i++) {
+        const uint8_t type = types[i];
+        Error *err = NULL;
+        ScsiPrReservation r;
+        guest_reserve(t.bus_src, type);
+        if (!migrate(t.src, t.dst, &err)) {
+            fail_msg("%s", error_get_pretty(err));
+        }
+        expect_check_ok(t.dst);
+        for (int round = 0; round < 3; round++) {
+            uint8_t rd = newcomer_rw(false, &r);
+            assert_true(r.held);
+            assert_int_equal(r.key, 0);
+            assert_int_equal(r.type, type);
+            assert_int_equal(rd, type == SCSI_PR_TYPE_WE_ALL_REGISTRANTS ?
+                             SAM_STAT_GOOD : SAM_STAT_RESERVATION_CONFLICT);
+            assert_int_equal(newcomer_rw(true, &r),
+                             SAM_STAT_RESERVATION_CONFLICT);
+        }
+        expect_lun(1, type);
+        expect_holder_io(t.dst, t.src, type);
+        assert_int_equal(guest_out(t.bus_dst, SCSI_PROUT_CLEAR, 0, KEY, 0),
+                         SAM_STAT_GOOD);
+        assert_true(migrate(t.dst, t.src, &err));
+        expect_lun(0, 0);
+    }
+}
+
+/* The migration fails after the destination joined an ALL REGISTRANTS
+ * reservation: the destination removes its own registration, the
+ * source takes the guest back with its registration, nothing preempted. */
+static void test_all_registrants_rollback(void **state)
+{
+    Error *err = NULL;
+    const uint8_t type = SCSI_PR_TYPE_EA_ALL_REGISTRANTS;
+    guest_reserve(t.bus_src, type);
+    if (!handoff(t.src, t.dst, &err)) {
+        fail_msg("%s", error_get_pretty(err));
+    }
+    expect_check_ok(t.dst);
+    t.dst->cls->inactivate(t.dst);
+    if (!t.src->cls->activate(t.src, &err)) {
+        fail_msg("rollback: %s", error_get_pretty(err));
+    }
+    expect_check_ok(t.src);
+    expect_lun(1, type);
+    expect_holder_io(t.src, t.dst, type);
+    ScsiPrReservation r;
+    assert_int_equal(newcomer_rw(false, &r), SAM_STAT_RESERVATION_CONFLICT);
+    assert_int_equal(r.key, 0);
+    assert_int_equal(r.type, type);
 }
 
 /* Keys and reservation of the LUN read twice through io: one command per
@@ -801,6 +896,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rollback_after_preempt, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ten_round_trips, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_all_registrants_handoff, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_all_registrants_rollback, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_read_pair_matches_sequential,
                                         setup, teardown),

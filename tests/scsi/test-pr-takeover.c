@@ -29,6 +29,9 @@ typedef struct FakeLun {
     uint8_t type;
     uint32_t generation;
     bool reverse;                   /* runs each batch last to first */
+    uint64_t ar_key;                /* READ RESERVATION's key for an ALL
+                                     * REGISTRANTS type (0, as SPC-4
+                                     * 5.13.10 says) */
     bool fail_register;             /* REGISTER AND IGNORE: CHECK CONDITION */
     unsigned conflict_preempts;     /* PREEMPTs refused regardless */
     unsigned tamper_at;             /* before this batch (1-based): the
@@ -59,7 +62,7 @@ static size_t fake_pr_in(uint8_t sa, uint8_t *buf, size_t len)
             }
         }
     } else if (f.holder >= 0) {
-        st_be64(&data[8], scsi_pr_type_all_registrants(f.type) ? 0 :
+        st_be64(&data[8], scsi_pr_type_all_registrants(f.type) ? f.ar_key :
                 f.key[f.holder]);
         data[21] = f.type;
         n = 24;
@@ -399,7 +402,7 @@ static void test_check_finds_contradiction(void **state)
     char buf[512];
     Error *err = NULL;
     f.tamper_at = 3;            /* the source registers again after */
-    source_holds(SCSI_PR_TYPE_WE_ALL_REGISTRANTS);
+    source_holds(SCSI_PR_TYPE_WE_REGISTRANTS_ONLY);
     assert_true(scsi_pr_activate(pr, &err));
     assert_int_equal(query_int("pr-takeover-round-trips"), 2);
     assert_true(scsi_pr_is_active(pr));
@@ -409,6 +412,41 @@ static void test_check_finds_contradiction(void **state)
     assert_non_null(strstr(check, "the previous holder is still "
                            "registered"));
     assert_non_null(strstr(check, "0x5eed0000c0ffee01 0x5eed0000c0ffee01"));
+}
+
+/* ALL REGISTRANTS: the takeover is a REGISTER alone (every registrant
+ * holds the reservation, SPC-4 5.13.10); the source's registration may
+ * remain until it removes it after the switchover. */
+static void test_all_registrants_register_only(void **state)
+{
+    char buf[512];
+    Error *err = NULL;
+    source_holds(SCSI_PR_TYPE_EA_ALL_REGISTRANTS);
+    assert_true(scsi_pr_activate(pr, &err));
+    assert_int_equal(f.batches, 2);
+    assert_int_equal(f.batch_size[1], 1);
+    assert_int_equal(f.batch_sa[1][0], SCSI_PROUT_REGISTER_AND_IGNORE);
+    assert_int_equal(f.key[NEXUS_US], KEY);
+    assert_int_equal(f.key[NEXUS_SRC], KEY);
+    assert_int_equal(f.holder, NEXUS_SRC);
+    run_loop();
+    assert_string_equal(query_str("pr-check", buf, sizeof(buf)), "ok");
+}
+
+/* A LUN whose ALL REGISTRANTS reservation reports a nonzero key (tgt
+ * after a PREEMPT freed the registration it points at) is not ok: SPC-4
+ * 5.13.10 says READ RESERVATION reports zero. */
+static void test_check_all_registrants_key(void **state)
+{
+    char buf[512];
+    Error *err = NULL;
+    source_holds(SCSI_PR_TYPE_WE_ALL_REGISTRANTS);
+    assert_true(scsi_pr_activate(pr, &err));
+    f.ar_key = 0x363230322e6e7169ull;
+    run_loop();
+    const char *check = query_str("pr-check", buf, sizeof(buf));
+    assert_non_null(strstr(check, "an ALL REGISTRANTS reservation reports "
+                           "a nonzero key"));
 }
 
 static void test_check_follows_the_lun_to_its_loop(void **state)
@@ -491,6 +529,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_verify_refusal_registers_nothing,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_finds_contradiction,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_all_registrants_register_only,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_all_registrants_key,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_follows_the_lun_to_its_loop,
                                         setup, teardown),
