@@ -511,6 +511,47 @@ static void test_read_back_follows_the_lun_to_its_loop(void **state)
     loop_free(running);
 }
 
+/* A guest PREEMPT AND ABORT (SPC-4 5.13.11.5: a PREEMPT that also
+ * aborts the preempted nexus' tasks). tgt refuses it as an unsupported
+ * service action, so it is tested here: tracked like a PREEMPT, its
+ * outcome read back from the LUN, and handed over with the new type. */
+static void test_guest_preempt_and_abort_read_back(void **state)
+{
+    uint8_t cdb[SCSI_PR_OUT_CDB_LEN], param[SCSI_PR_OUT_PARAM_LEN];
+    struct iovec iov = { .iov_base = param, .iov_len = sizeof(param) };
+    ScsiRequest out = { .lun = &lun, .cdb_len = 10, .dir = SCSI_DIR_TO_DEV,
+                        .iov = &iov, .iovcnt = 1,
+                        .data_len = sizeof(param), .complete = done };
+    ScsiPrWire wire;
+    char buf[512];
+    Error *err = NULL;
+    source_holds(SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+    assert_true(scsi_pr_activate(pr, &err));
+    run_loop();
+    assert_string_equal(query_str("pr-check", buf, sizeof(buf)), "ok");
+    assert_int_equal(f.batches, 3);
+    scsi_pr_out_encode(SCSI_PROUT_PREEMPT_AND_ABORT,
+                       SCSI_PR_TYPE_EA_REGISTRANTS_ONLY, KEY, 0x7777, cdb,
+                       param);
+    memcpy(out.cdb, cdb, sizeof(cdb));
+    assert_int_equal(scsi_pr_gate(pr, &out), SCSI_PR_GATE_PASS);
+    /* The LUN ran it: this nexus holds the new type. */
+    f.type = SCSI_PR_TYPE_EA_REGISTRANTS_ONLY;
+    out.status = SAM_STAT_GOOD;
+    scsi_pr_filter(NULL, &out, pr);
+    run_loop();
+    assert_int_equal(f.batches, 4);
+    assert_int_equal(f.batch_size[3], 1);
+    assert_int_equal(f.batch_op[3][0], SCSI_OP_PERSISTENT_RESERVE_IN);
+    assert_int_equal(f.batch_sa[3][0], SCSI_PRIN_READ_RESERVATION);
+    ScsiPrState st = scsi_pr_state(pr);
+    assert_int_equal(st.key, KEY);
+    assert_int_equal(st.type, SCSI_PR_TYPE_EA_REGISTRANTS_ONLY);
+    assert_true(scsi_pr_pre_save(pr, &wire, &err));
+    assert_int_equal(wire.key, KEY);
+    assert_int_equal(wire.type, SCSI_PR_TYPE_EA_REGISTRANTS_ONLY);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -538,6 +579,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_read_back_follows_the_lun_to_its_loop, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_guest_preempt_and_abort_read_back, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
