@@ -36,6 +36,7 @@ struct ScsiBlock {
     ScsiPr *pr;                 /* migrate-pr=on: reservations (scsi-pr-lun.h) */
     ScsiPrWire pr_wire;         /* the "scsi-block/pr" subsection's fields */
     uint64_t pr_fenced_key;     /* the "scsi-block/pr-fenced" subsection's */
+    char pr_nexus[SCSI_PR_NAME_MAX]; /* "scsi-block/pr-nexus" */
     bool x_lun_caps;            /* test only: act as if the LUN reported
                                    SIP_C and ATC_C (tgt never does) */
 };
@@ -829,6 +830,38 @@ static const VMStateDescription sb_pr_fence_vmsd = {
     .fields = sb_pr_fence_fields,
 };
 
+static bool sb_pr_nexus_pre_save(void *opaque, Error **errp)
+{
+    ScsiBlock *sb = opaque;
+    scsi_pr_save_nexus(sb->pr, sb->pr_nexus);
+    return true;
+}
+
+static bool sb_pr_nexus_post_load(void *opaque, int version_id,
+                                  Error **errp)
+{
+    ScsiBlock *sb = opaque;
+    /* Without migrate-pr here, "scsi-block/pr" (sent with it) refuses. */
+    return !sb->pr || scsi_pr_post_load_nexus(sb->pr, sb->pr_nexus, errp);
+}
+
+static const VMStateField sb_pr_nexus_fields[] = {
+    { .name = "initiator", .kind = VMS_BUFFER,
+      .offset = offsetof(ScsiBlock, pr_nexus), .size = SCSI_PR_NAME_MAX },
+    VMSTATE_END_OF_LIST()
+};
+
+/* Sent with "scsi-block/pr": whose registration carries the key. */
+static const VMStateDescription sb_pr_nexus_vmsd = {
+    .name = "scsi-block/pr-nexus",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = sb_pr_needed,
+    .pre_save = sb_pr_nexus_pre_save,
+    .post_load = sb_pr_nexus_post_load,
+    .fields = sb_pr_nexus_fields,
+};
+
 /* Before the subsections are chosen: is the guest still registered? */
 static bool sb_pre_save(void *opaque, Error **errp)
 {
@@ -848,6 +881,7 @@ static const VMStateDescription sb_vmsd = {
     .post_load = sb_post_load,
     .fields = sb_fields,
     .subsections = (const VMStateDescription *const[]){ &sb_pr_vmsd,
+                                                        &sb_pr_nexus_vmsd,
                                                         &sb_pr_fence_vmsd,
                                                         NULL },
 };

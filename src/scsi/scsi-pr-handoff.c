@@ -67,21 +67,81 @@ static const char *contradiction(const ScsiPrState *st, const ScsiPrKeys *k,
     return NULL;
 }
 
-/* Round trip 1: READ KEYS and READ RESERVATION together. *fenced: the
- * key is registered by no nexus any more. Only a PREEMPT (or PREEMPT AND
- * ABORT, or CLEAR) from another nexus removes a registration the guest
- * did not remove itself (SPC-4 5.13.11.2.4, 5.13.11.5): the guest was
- * fenced before the handoff, and that is its truth, not an error. */
-static bool verify(const ScsiPrIo *io, const ScsiPrState *st, bool *fenced,
-                   Error **errp)
+/* A TransportID of initiator name: the name, alone or with ",i,0x" and
+ * an ISID (SPC-4 7.6.4.6). */
+static bool names_initiator(const ScsiPrFullStatus *e, const char *name)
+{
+    size_t n = strlen(name);
+    return e->protocol == 5 && strncmp(e->name, name, n) == 0 &&
+           (e->name[n] == '\0' || e->name[n] == ',');
+}
+
+/* With READ FULL STATUS: whether the key is still registered by source,
+ * the nexus that handed the state over. Another nexus may have
+ * registered the same key and preempted the source with it (SPC-4
+ * 5.13.11.2.4 keeps the preempting nexus registered): READ KEYS cannot
+ * tell, the TransportIDs can. A list cut short proves nothing. */
+static bool source_lost_key(const ScsiPrFullStatus *fs, size_t n,
+                            uint64_t key, const char *source)
+{
+    if (n >= FULL_STATUS_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (fs[i].key == key && names_initiator(&fs[i], source)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Reads the LUN for verify: READ KEYS and READ RESERVATION, with READ
+ * FULL STATUS in the same round trip when the source's initiator name
+ * is known; *lost is set when that shows the source's registration gone. */
+static bool read_lun(ScsiPr *pr, const ScsiPrIo *io, uint64_t key,
+                     ScsiPrKeys *k, ScsiPrReservation *r, bool *lost,
+                     Error **errp)
+{
+    char source[SCSI_PR_NAME_MAX];
+    pthread_mutex_lock(&pr->lock);
+    memcpy(source, pr->source, sizeof(source));
+    pthread_mutex_unlock(&pr->lock);
+    *lost = false;
+    if (!source[0]) {
+        return scsi_pr_io_read_keys_and_reservation(io, k, r, errp);
+    }
+    ScsiPrFullStatus *fs = calloc(FULL_STATUS_MAX, sizeof(*fs));
+    size_t n = 0;
+    bool supported = false;
+    if (!fs) {
+        error_setg(errp, "%s: out of memory", io->who);
+        return false;
+    }
+    bool ok = scsi_pr_io_read_with_full_status(io, k, r, fs, FULL_STATUS_MAX,
+                                               &n, &supported, errp);
+    *lost = ok && supported && source_lost_key(fs, n, key, source);
+    free(fs);
+    return ok;
+}
+
+/* Round trip 1: READ KEYS and READ RESERVATION together (and READ FULL
+ * STATUS, see read_lun). *fenced: the key is registered by no nexus any
+ * more, or (READ FULL STATUS) not by the source's. Only a PREEMPT (or
+ * PREEMPT AND ABORT, or CLEAR) from another nexus removes a registration
+ * the guest did not remove itself (SPC-4 5.13.11.2.4, 5.13.11.5): the
+ * guest was fenced before the handoff, and that is its truth, not an
+ * error. */
+static bool verify(ScsiPr *pr, const ScsiPrIo *io, const ScsiPrState *st,
+                   bool *fenced, Error **errp)
 {
     ScsiPrKeys k;
     ScsiPrReservation r;
     char lun[512];
-    if (!scsi_pr_io_read_keys_and_reservation(io, &k, &r, errp)) {
+    bool lost;
+    if (!read_lun(pr, io, st->key, &k, &r, &lost, errp)) {
         return false;
     }
-    *fenced = !scsi_pr_keys_contain(&k, st->key);
+    *fenced = lost || !scsi_pr_keys_contain(&k, st->key);
     if (*fenced) {
         return true;
     }
@@ -224,7 +284,7 @@ static bool take_over(ScsiPr *pr, const ScsiPrState *st, const char *when,
      * cluster fenced (SPC-4 5.13.11: a preempted nexus stays out until
      * it registers again). A fenced guest gets nothing registered. */
     bool all_registrants = scsi_pr_type_all_registrants(st->type);
-    if (!verify(&io, st, fenced, errp) ||
+    if (!verify(pr, &io, st, fenced, errp) ||
         (!*fenced && !(all_registrants ? join_all_registrants(&io, st, errp)
                                        : register_and_preempt(&io, st,
                                                               errp)))) {
@@ -366,8 +426,15 @@ bool scsi_pr_activate(ScsiPr *pr, Error **errp)
     uint64_t started = clock_ns();
     unsigned trips = 0, seq = 0;
     bool fenced = false;
-    if (st.key != 0 &&
-        !take_over(pr, &st, "reservation handoff", &trips, &fenced, errp)) {
+    bool taken = st.key == 0 ||
+                 take_over(pr, &st, "reservation handoff", &trips, &fenced,
+                           errp);
+    /* The source's name is for this activation only: a later rollback
+     * takes the reservation back from another nexus. */
+    pthread_mutex_lock(&pr->lock);
+    pr->source[0] = '\0';
+    pthread_mutex_unlock(&pr->lock);
+    if (!taken) {
         error_prepend(errp, "scsi-block %s: ", pr->dev_id);
         log_error("%s", error_get_pretty(*errp));
         scsi_pr_open_gate(pr, true);
@@ -525,9 +592,7 @@ static void note(ScsiPr *pr, const char *fmt, ...)
  * an ISID (SPC-4 7.6.4.6). */
 static bool is_mine(const ScsiPr *pr, const ScsiPrFullStatus *e)
 {
-    size_t n = strlen(pr->initiator);
-    return e->protocol == 5 && strncmp(e->name, pr->initiator, n) == 0 &&
-           (e->name[n] == '\0' || e->name[n] == ',');
+    return names_initiator(e, pr->initiator);
 }
 
 /* READ FULL STATUS names the registrant: adopt what this initiator held,

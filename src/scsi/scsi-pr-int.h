@@ -60,6 +60,10 @@ struct ScsiPr {
     bool saved;                     /* state saved since the last
                                      * activation (a handoff, not a
                                      * rollback, follows) */
+    char loaded_source[SCSI_PR_NAME_MAX];   /* the pr-nexus subsection */
+    char source[SCSI_PR_NAME_MAX];  /* the handed-over state's initiator,
+                                     * until the activation used it ("":
+                                     * unknown) */
     uint64_t loaded_fence;          /* post_load of the fenced subsection
                                      * ran with this key (0: not) */
     bool closing;                   /* shut down: a pending check is not run */

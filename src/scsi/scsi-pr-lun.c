@@ -543,6 +543,27 @@ bool scsi_pr_post_load_fence(ScsiPr *pr, uint64_t key, Error **errp)
     return true;
 }
 
+void scsi_pr_save_nexus(ScsiPr *pr, char name[SCSI_PR_NAME_MAX])
+{
+    memset(name, 0, SCSI_PR_NAME_MAX);
+    snprintf(name, SCSI_PR_NAME_MAX, "%s", pr->initiator);
+}
+
+bool scsi_pr_post_load_nexus(ScsiPr *pr, const char name[SCSI_PR_NAME_MAX],
+                             Error **errp)
+{
+    if (!memchr(name, '\0', SCSI_PR_NAME_MAX) || !name[0]) {
+        error_setg(errp, "scsi-block %s: migrated initiator name is empty "
+                   "or not terminated", pr->dev_id);
+        log_ratelimited(LOG_WARN, "%s", error_get_pretty(*errp));
+        return false;
+    }
+    pthread_mutex_lock(&pr->lock);
+    memcpy(pr->loaded_source, name, SCSI_PR_NAME_MAX);
+    pthread_mutex_unlock(&pr->lock);
+    return true;
+}
+
 void scsi_pr_post_load(ScsiPr *pr)
 {
     pthread_mutex_lock(&pr->lock);
@@ -553,6 +574,12 @@ void scsi_pr_post_load(ScsiPr *pr)
     pr->fenced_key = pr->loaded_sub ? 0 : pr->loaded_fence;
     pr->fence_ua = pr->fenced_key != 0;
     pr->loaded_fence = 0;
+    if (pr->loaded_sub) {
+        memcpy(pr->source, pr->loaded_source, sizeof(pr->source));
+    } else {
+        pr->source[0] = '\0';
+    }
+    memset(pr->loaded_source, 0, sizeof(pr->loaded_source));
     pr->loaded_sub = false;
     pr->read_back_pending = false;
     /* The reservation is still the source's: hold guest I/O until the

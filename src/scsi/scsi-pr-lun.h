@@ -103,6 +103,13 @@ bool scsi_pr_probe_before_save(ScsiPr *pr, Error **errp);
 bool scsi_pr_fence_needed(ScsiPr *pr, uint64_t *key);
 /* Its post_load: the guest arrives fenced (key: the preempted one). */
 bool scsi_pr_post_load_fence(ScsiPr *pr, uint64_t key, Error **errp);
+/* The "nexus" subsection, sent with "scsi-block/pr": this nexus'
+ * initiator name (NUL-padded), which a destination whose LUN has READ
+ * FULL STATUS uses to tell the source's registration from another
+ * nexus' with the same key. */
+void scsi_pr_save_nexus(ScsiPr *pr, char name[SCSI_PR_NAME_MAX]);
+bool scsi_pr_post_load_nexus(ScsiPr *pr, const char name[SCSI_PR_NAME_MAX],
+                             Error **errp);
 
 /* DeviceClass.activate / inactivate / handed_over. An ALL REGISTRANTS
  * reservation moves without a PREEMPT: the destination registers (every

@@ -21,7 +21,12 @@
 #define JOURNAL_DIR "pr-takeover-journal"
 #define KEY 0x5eed0000c0ffee01ull
 
-enum { NEXUS_SRC, NEXUS_US, NEXUS_MAX };
+enum { NEXUS_SRC, NEXUS_US, NEXUS_FENCER, NEXUS_MAX };
+
+#define SRC_NAME "iqn.2024-01.t:src"
+static const char *const nexus_name[NEXUS_MAX] = {
+    SRC_NAME, "iqn.2024-01.t:us", "iqn.2024-01.t:fencer",
+};
 
 typedef struct FakeLun {
     uint64_t key[NEXUS_MAX];        /* 0: not registered */
@@ -29,6 +34,7 @@ typedef struct FakeLun {
     uint8_t type;
     uint32_t generation;
     bool reverse;                   /* runs each batch last to first */
+    bool full_status;               /* READ FULL STATUS supported */
     uint64_t ar_key;                /* READ RESERVATION's key for an ALL
                                      * REGISTRANTS type (0, as SPC-4
                                      * 5.13.10 says) */
@@ -38,8 +44,8 @@ typedef struct FakeLun {
                                      * source registers KEY again */
     unsigned batches;
     size_t batch_size[8];
-    uint8_t batch_sa[8][2];         /* service action of each command */
-    uint8_t batch_op[8][2];
+    uint8_t batch_sa[8][3];         /* service action of each command */
+    uint8_t batch_op[8][3];
 } FakeLun;
 
 static FakeLun f;
@@ -47,6 +53,39 @@ static EventLoop *loop;
 static int completions;
 static ScsiLun lun;
 static ScsiPr *pr;
+
+/* SPC-4 6.14.5: a descriptor per registration, each with an iSCSI
+ * TransportID (SPC-4 7.6.4.6, format 00b: the name, NUL-padded to a
+ * multiple of 4). */
+static size_t fake_full_status(uint8_t *buf, size_t len)
+{
+    uint8_t data[512] = { 0 };
+    size_t n = 8;
+    st_be32(data, f.generation);
+    for (int i = 0; i < NEXUS_MAX; i++) {
+        if (!f.key[i]) {
+            continue;
+        }
+        size_t name_len = strlen(nexus_name[i]) + 1;
+        size_t tid_len = 4 + ((name_len + 3) & ~(size_t)3);
+        uint8_t *d = &data[n];
+        st_be64(d, f.key[i]);
+        if (f.holder == i || (f.holder >= 0 &&
+                              scsi_pr_type_all_registrants(f.type))) {
+            d[12] = 0x01;
+            d[13] = f.type;
+        }
+        st_be32(&d[20], (uint32_t)tid_len);
+        d[24] = 0x05;           /* iSCSI */
+        st_be16(&d[26], (uint16_t)(tid_len - 4));
+        memcpy(&d[28], nexus_name[i], name_len);
+        n += 24 + tid_len;
+    }
+    st_be32(&data[4], (uint32_t)(n - 8));
+    n = n < len ? n : len;
+    memcpy(buf, data, n);
+    return n;
+}
 
 /* SPC-4 6.16.2, 6.16.3: READ KEYS and READ RESERVATION data. */
 static size_t fake_pr_in(uint8_t sa, uint8_t *buf, size_t len)
@@ -87,8 +126,11 @@ static uint8_t fake_preempt(const ScsiPrOut *o)
     bool held_by_key = f.holder >= 0 &&
                        (scsi_pr_type_all_registrants(f.type) ||
                         f.key[f.holder] == o->sa_key);
-    if (f.key[NEXUS_SRC] == o->sa_key) {
-        f.key[NEXUS_SRC] = 0;
+    /* Every other registration with the key goes (5.13.11.2.4). */
+    for (int i = 0; i < NEXUS_MAX; i++) {
+        if (i != NEXUS_US && f.key[i] == o->sa_key) {
+            f.key[i] = 0;
+        }
     }
     if (held_by_key) {
         f.holder = NEXUS_US;
@@ -126,7 +168,7 @@ static bool fake_batch(void *opaque, ScsiPrCmd *cmds, size_t n,
                        Error **errp)
 {
     unsigned b = f.batches++;
-    assert_true(b < 8 && n <= 2);
+    assert_true(b < 8 && n <= 3);
     if (f.tamper_at == b + 1) {
         f.key[NEXUS_SRC] = KEY;
     }
@@ -142,6 +184,20 @@ static bool fake_batch(void *opaque, ScsiPrCmd *cmds, size_t n,
             continue;
         }
         assert_int_equal(c->cdb[0], SCSI_OP_PERSISTENT_RESERVE_IN);
+        if ((c->cdb[1] & 0x1f) == SCSI_PRIN_READ_FULL_STATUS) {
+            if (!f.full_status) {
+                /* ILLEGAL REQUEST, INVALID FIELD IN CDB (24h/00h) */
+                static const uint8_t sense[18] = { 0x70, 0, 0x05, 0, 0, 0,
+                                                   0, 10, 0, 0, 0, 0, 0x24 };
+                c->res.status = SAM_STAT_CHECK_CONDITION;
+                memcpy(c->res.sense, sense, sizeof(sense));
+                c->res.sense_len = sizeof(sense);
+                continue;
+            }
+            c->res.status = SAM_STAT_GOOD;
+            c->res.transferred = fake_full_status(c->buf, c->len);
+            continue;
+        }
         c->res.status = SAM_STAT_GOOD;
         c->res.transferred = fake_pr_in(c->cdb[1] & 0x1f, c->buf, c->len);
     }
@@ -159,6 +215,16 @@ static void source_holds(uint8_t type)
     f.type = type;
     assert_true(scsi_pr_post_load_sub(pr, &wire, &err));
     scsi_pr_post_load(pr);
+}
+
+/* source_holds, with the source's initiator name handed over too (the
+ * "scsi-block/pr-nexus" subsection). */
+static void source_holds_named(uint8_t type)
+{
+    char name[SCSI_PR_NAME_MAX] = SRC_NAME;
+    Error *err = NULL;
+    assert_true(scsi_pr_post_load_nexus(pr, name, &err));
+    source_holds(type);
 }
 
 static int setup(void **state)
@@ -382,6 +448,49 @@ static void test_fenced_guest_runs_unregistered(void **state)
     assert_int_equal(f.batches, 1);
 }
 
+/* READ FULL STATUS tells nexuses apart: the key is registered, but by
+ * the fencing node, which preempted the source with the guest's own key.
+ * Nothing is registered and the fencing node keeps the reservation. */
+static void test_full_status_same_key_fence(void **state)
+{
+    char buf[512];
+    Error *err = NULL;
+    f.full_status = true;
+    source_holds_named(SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+    f.key[NEXUS_SRC] = 0;
+    f.key[NEXUS_FENCER] = KEY;
+    f.holder = NEXUS_FENCER;
+    if (!scsi_pr_activate(pr, &err)) {
+        fail_msg("%s", error_get_pretty(err));
+    }
+    assert_int_equal(f.batches, 1);
+    assert_int_equal(f.batch_size[0], 3);
+    assert_int_equal(f.batch_sa[0][2], SCSI_PRIN_READ_FULL_STATUS);
+    assert_int_equal(f.key[NEXUS_US], 0);
+    assert_int_equal(f.key[NEXUS_FENCER], KEY);
+    assert_int_equal(f.holder, NEXUS_FENCER);
+    assert_int_equal(scsi_pr_state(pr).key, 0);
+    assert_string_equal(query_str("pr-fenced", buf, sizeof(buf)),
+                        "0x5eed0000c0ffee01");
+}
+
+/* With READ FULL STATUS and no fence: it rides in round trip 1, the
+ * takeover still takes two. */
+static void test_full_status_takeover(void **state)
+{
+    char buf[512];
+    Error *err = NULL;
+    f.full_status = true;
+    source_holds_named(SCSI_PR_TYPE_EXCLUSIVE_ACCESS);
+    assert_true(scsi_pr_activate(pr, &err));
+    assert_int_equal(f.batch_size[0], 3);
+    expect_register_and_preempt(1);
+    assert_int_equal(query_int("pr-takeover-round-trips"), 2);
+    expect_we_hold(SCSI_PR_TYPE_EXCLUSIVE_ACCESS);
+    run_loop();
+    assert_string_equal(query_str("pr-check", buf, sizeof(buf)), "ok");
+}
+
 /* Any other contradiction still refuses: the key is registered but the
  * reservation changed type behind the handoff. Nothing is registered. */
 static void test_verify_refusal_registers_nothing(void **state)
@@ -569,6 +678,10 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_refusal_registers_nothing,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_status_same_key_fence,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_status_takeover, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_check_finds_contradiction,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_all_registrants_register_only,
