@@ -13,6 +13,10 @@
  *       reserve, release, clear, preempt, preempt-abort; TYPE: we, ea,
  *       we-ro, ea-ro, we-ar, ea-ar or none)
  *   stormig-prtest rw URL INITIATOR read|write LBA   prints the status
+ *   stormig-prtest fence URL INITIATOR TYPE KEY VICTIM
+ *       what a cluster's fencing agent does, on one I_T nexus: REGISTER
+ *       AND IGNORE EXISTING KEY with KEY, then PREEMPT VICTIM's key with
+ *       TYPE (KEY may equal VICTIM); prints the PREEMPT's status
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -424,6 +428,32 @@ static int cmd_out(const char *url, char **argv)
     return ok ? 0 : 1;
 }
 
+/* One session: on targets that key registrations by session (tgt), a
+ * second stormig-prtest run would be another, unregistered nexus. */
+static int cmd_fence(const char *url, char **argv)
+{
+    uint8_t type, status = 0;
+    uint64_t key, victim;
+    Error *err = NULL;
+    if (!scsi_pr_type_parse(argv[1], &type) || !parse_u64(argv[2], &key) ||
+        !parse_u64(argv[3], &victim) || key == 0 || victim == 0) {
+        fprintf(stderr, "stormig-prtest: bad fence arguments\n");
+        return 2;
+    }
+    ScsiPrNexus *n = open_or_die(url, argv[0]);
+    bool ok = scsi_pr_io_out(io(n), SCSI_PROUT_REGISTER_AND_IGNORE, 0, 0,
+                             key, &status, &err) &&
+              scsi_pr_io_out(io(n), SCSI_PROUT_PREEMPT, type, key, victim,
+                             &status, &err);
+    printf("%s\n", scsi_pr_status_name(status));
+    if (!ok) {
+        fprintf(stderr, "stormig-prtest: %s\n", error_get_pretty(err));
+        error_free(err);
+    }
+    scsi_pr_nexus_close(n);
+    return ok ? 0 : 1;
+}
+
 static int cmd_rw(const char *url, char **argv)
 {
     uint64_t lba;
@@ -454,7 +484,8 @@ static int usage(void)
             "       stormig-prtest show URL [INITIATOR]\n"
             "       stormig-prtest caps URL [INITIATOR]\n"
             "       stormig-prtest out URL INITIATOR SA TYPE RESKEY SAKEY\n"
-            "       stormig-prtest rw URL INITIATOR read|write LBA\n");
+            "       stormig-prtest rw URL INITIATOR read|write LBA\n"
+            "       stormig-prtest fence URL INITIATOR TYPE KEY VICTIM\n");
     return 2;
 }
 
@@ -478,6 +509,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "rw") == 0 && argc == 6) {
         return cmd_rw(url, argv + 3);
+    }
+    if (strcmp(cmd, "fence") == 0 && argc == 7) {
+        return cmd_fence(url, argv + 3);
     }
     return usage();
 }

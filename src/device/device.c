@@ -307,6 +307,15 @@ void device_inactivate_all(void)
     inactivate_reverse(devices);
 }
 
+void device_handed_over_all(void)
+{
+    for (Device *d = devices; d; d = d->next) {
+        if (d->cls->handed_over) {
+            d->cls->handed_over(d);
+        }
+    }
+}
+
 bool device_vmm_stopped_all(void)
 {
     for (Device *d = devices; d; d = d->next) {

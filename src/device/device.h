@@ -55,6 +55,11 @@ typedef struct DeviceClass {
      * migration); inactivate runs before the source gives them up. */
     bool (*activate)(Device *dev, Error **errp);
     void (*inactivate)(Device *dev);
+    /* Source, once the destination reported its switchover done: it
+     * took over what activate takes, so what only this process could
+     * give up goes now (e.g. the source's own registration in an ALL
+     * REGISTRANTS reservation). Not after a migration to a file. */
+    void (*handed_over)(Device *dev);
 
     /* Adds type-specific members to a query-devices entry. */
     void (*query)(Device *dev, json_object *info);
@@ -104,6 +109,7 @@ bool device_start_all(Error **errp);
 bool device_migration_check_all(Error **errp);
 bool device_activate_all(Error **errp);
 void device_inactivate_all(void);
+void device_handed_over_all(void);
 
 /* True when every device's vmm_stopped hook says so. */
 bool device_vmm_stopped_all(void);

@@ -415,6 +415,7 @@ static bool src_handle(uint16_t type, const uint8_t *payload, uint32_t len,
     if (type == MIG_MSG_SWITCHOVER_DONE && mig.step == MIG_STEP_WAIT_DONE &&
         len == 0) {
         mig_src_complete();
+        device_handed_over_all();
         return true;
     }
     /* channel.h §3: only the message this step expects. */

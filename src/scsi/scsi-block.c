@@ -35,6 +35,8 @@ struct ScsiBlock {
     void *filter_opaque;
     ScsiPr *pr;                 /* migrate-pr=on: reservations (scsi-pr-lun.h) */
     ScsiPrWire pr_wire;         /* the "scsi-block/pr" subsection's fields */
+    uint64_t pr_fenced_key;     /* the "scsi-block/pr-fenced" subsection's */
+    char pr_nexus[SCSI_PR_NAME_MAX]; /* "scsi-block/pr-nexus" */
     bool x_lun_caps;            /* test only: act as if the LUN reported
                                    SIP_C and ATC_C (tgt never does) */
 };
@@ -793,6 +795,80 @@ static const VMStateDescription sb_pr_vmsd = {
     .fields = sb_pr_fields,
 };
 
+static bool sb_pr_fence_needed(void *opaque)
+{
+    ScsiBlock *sb = opaque;
+    return sb->pr && scsi_pr_fence_needed(sb->pr, &sb->pr_fenced_key);
+}
+
+static bool sb_pr_fence_post_load(void *opaque, int version_id,
+                                  Error **errp)
+{
+    ScsiBlock *sb = opaque;
+    if (!sb->pr) {
+        error_setg(errp, "scsi-block %s: the source migrates a fenced "
+                   "reservation but migrate-pr is off here", sb->dev.id);
+        return false;
+    }
+    return scsi_pr_post_load_fence(sb->pr, sb->pr_fenced_key, errp);
+}
+
+static const VMStateField sb_pr_fence_fields[] = {
+    { .name = "key", .kind = VMS_U64,
+      .offset = offsetof(ScsiBlock, pr_fenced_key), .size = 8 },
+    VMSTATE_END_OF_LIST()
+};
+
+/* Sent only when another initiator preempted the guest's key and the
+ * guest has not been told yet (docs/migrate-pr.md, "Fencing"). */
+static const VMStateDescription sb_pr_fence_vmsd = {
+    .name = "scsi-block/pr-fenced",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = sb_pr_fence_needed,
+    .post_load = sb_pr_fence_post_load,
+    .fields = sb_pr_fence_fields,
+};
+
+static bool sb_pr_nexus_pre_save(void *opaque, Error **errp)
+{
+    ScsiBlock *sb = opaque;
+    scsi_pr_save_nexus(sb->pr, sb->pr_nexus);
+    return true;
+}
+
+static bool sb_pr_nexus_post_load(void *opaque, int version_id,
+                                  Error **errp)
+{
+    ScsiBlock *sb = opaque;
+    /* Without migrate-pr here, "scsi-block/pr" (sent with it) refuses. */
+    return !sb->pr || scsi_pr_post_load_nexus(sb->pr, sb->pr_nexus, errp);
+}
+
+static const VMStateField sb_pr_nexus_fields[] = {
+    { .name = "initiator", .kind = VMS_BUFFER,
+      .offset = offsetof(ScsiBlock, pr_nexus), .size = SCSI_PR_NAME_MAX },
+    VMSTATE_END_OF_LIST()
+};
+
+/* Sent with "scsi-block/pr": whose registration carries the key. */
+static const VMStateDescription sb_pr_nexus_vmsd = {
+    .name = "scsi-block/pr-nexus",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = sb_pr_needed,
+    .pre_save = sb_pr_nexus_pre_save,
+    .post_load = sb_pr_nexus_post_load,
+    .fields = sb_pr_nexus_fields,
+};
+
+/* Before the subsections are chosen: is the guest still registered? */
+static bool sb_pre_save(void *opaque, Error **errp)
+{
+    ScsiBlock *sb = opaque;
+    return !sb->pr || scsi_pr_probe_before_save(sb->pr, errp);
+}
+
 static const VMStateField sb_fields[] = {
     VMSTATE_END_OF_LIST()
 };
@@ -801,9 +877,13 @@ static const VMStateDescription sb_vmsd = {
     .name = "scsi-block",
     .version_id = 1,
     .minimum_version_id = 1,
+    .pre_save = sb_pre_save,
     .post_load = sb_post_load,
     .fields = sb_fields,
-    .subsections = (const VMStateDescription *const[]){ &sb_pr_vmsd, NULL },
+    .subsections = (const VMStateDescription *const[]){ &sb_pr_vmsd,
+                                                        &sb_pr_nexus_vmsd,
+                                                        &sb_pr_fence_vmsd,
+                                                        NULL },
 };
 
 static bool sb_activate(Device *dev, Error **errp)
@@ -820,6 +900,14 @@ static void sb_inactivate(Device *dev)
     }
 }
 
+static void sb_handed_over(Device *dev)
+{
+    ScsiBlock *sb = (ScsiBlock *)dev;
+    if (sb->pr) {
+        scsi_pr_handed_over(sb->pr);
+    }
+}
+
 static const DeviceClass scsi_block_class = {
     .type = "scsi-block",
     .description = "SCSI passthrough to an iSCSI LUN",
@@ -830,6 +918,7 @@ static const DeviceClass scsi_block_class = {
     .vmsd = &sb_vmsd,
     .activate = sb_activate,
     .inactivate = sb_inactivate,
+    .handed_over = sb_handed_over,
     .query = sb_query,
 };
 

@@ -59,17 +59,91 @@ static const char *contradiction(const ScsiPrState *st, const ScsiPrKeys *k,
     if (!scsi_pr_type_all_registrants(r->type) && r->key != st->key) {
         return "the reservation is held with another key";
     }
+    /* SPC-4 5.13.10: every registrant holds an ALL REGISTRANTS
+     * reservation, and READ RESERVATION reports its key as zero. */
+    if (scsi_pr_type_all_registrants(r->type) && r->key != 0) {
+        return "an ALL REGISTRANTS reservation reports a nonzero key";
+    }
     return NULL;
 }
 
-/* Round trip 1: READ KEYS and READ RESERVATION together. */
-static bool verify(const ScsiPrIo *io, const ScsiPrState *st, Error **errp)
+/* A TransportID of initiator name: the name, alone or with ",i,0x" and
+ * an ISID (SPC-4 7.6.4.6). */
+static bool names_initiator(const ScsiPrFullStatus *e, const char *name)
+{
+    size_t n = strlen(name);
+    return e->protocol == 5 && strncmp(e->name, name, n) == 0 &&
+           (e->name[n] == '\0' || e->name[n] == ',');
+}
+
+/* With READ FULL STATUS: whether the key is still registered by source,
+ * the nexus that handed the state over. Another nexus may have
+ * registered the same key and preempted the source with it (SPC-4
+ * 5.13.11.2.4 keeps the preempting nexus registered): READ KEYS cannot
+ * tell, the TransportIDs can. A list cut short proves nothing. */
+static bool source_lost_key(const ScsiPrFullStatus *fs, size_t n,
+                            uint64_t key, const char *source)
+{
+    if (n >= FULL_STATUS_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (fs[i].key == key && names_initiator(&fs[i], source)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Reads the LUN for verify: READ KEYS and READ RESERVATION, with READ
+ * FULL STATUS in the same round trip when the source's initiator name
+ * is known; *lost is set when that shows the source's registration gone. */
+static bool read_lun(ScsiPr *pr, const ScsiPrIo *io, uint64_t key,
+                     ScsiPrKeys *k, ScsiPrReservation *r, bool *lost,
+                     Error **errp)
+{
+    char source[SCSI_PR_NAME_MAX];
+    pthread_mutex_lock(&pr->lock);
+    memcpy(source, pr->source, sizeof(source));
+    pthread_mutex_unlock(&pr->lock);
+    *lost = false;
+    if (!source[0]) {
+        return scsi_pr_io_read_keys_and_reservation(io, k, r, errp);
+    }
+    ScsiPrFullStatus *fs = calloc(FULL_STATUS_MAX, sizeof(*fs));
+    size_t n = 0;
+    bool supported = false;
+    if (!fs) {
+        error_setg(errp, "%s: out of memory", io->who);
+        return false;
+    }
+    bool ok = scsi_pr_io_read_with_full_status(io, k, r, fs, FULL_STATUS_MAX,
+                                               &n, &supported, errp);
+    *lost = ok && supported && source_lost_key(fs, n, key, source);
+    free(fs);
+    return ok;
+}
+
+/* Round trip 1: READ KEYS and READ RESERVATION together (and READ FULL
+ * STATUS, see read_lun). *fenced: the key is registered by no nexus any
+ * more, or (READ FULL STATUS) not by the source's. Only a PREEMPT (or
+ * PREEMPT AND ABORT, or CLEAR) from another nexus removes a registration
+ * the guest did not remove itself (SPC-4 5.13.11.2.4, 5.13.11.5): the
+ * guest was fenced before the handoff, and that is its truth, not an
+ * error. */
+static bool verify(ScsiPr *pr, const ScsiPrIo *io, const ScsiPrState *st,
+                   bool *fenced, Error **errp)
 {
     ScsiPrKeys k;
     ScsiPrReservation r;
     char lun[512];
-    if (!scsi_pr_io_read_keys_and_reservation(io, &k, &r, errp)) {
+    bool lost;
+    if (!read_lun(pr, io, st->key, &k, &r, &lost, errp)) {
         return false;
+    }
+    *fenced = lost || !scsi_pr_keys_contain(&k, st->key);
+    if (*fenced) {
+        return true;
     }
     const char *why = contradiction(st, &k, &r);
     if (why) {
@@ -98,9 +172,14 @@ static bool check_outcome(const ScsiPrIo *io, const ScsiPrState *st,
     }
     const char *why = contradiction(st, &k, &r);
     unsigned n = scsi_pr_keys_count(&k, st->key);
-    if (why || n != 1) {
+    /* An ALL REGISTRANTS reservation was joined, not preempted: the
+     * previous holder removes its own registration once this side runs
+     * (scsi_pr_handed_over), so it may still be there. */
+    unsigned most = scsi_pr_type_all_registrants(st->type) ? 2 : 1;
+    if (why || n > most) {
         describe_lun(&k, &r, lun, sizeof(lun));
-        error_setg(errp, "after PREEMPT: %s (%s)",
+        error_setg(errp, "after %s: %s (%s)",
+                   most == 2 ? "REGISTER" : "PREEMPT",
                    why ? why : "the previous holder is still registered",
                    lun);
         return false;
@@ -170,6 +249,23 @@ static bool register_and_preempt(const ScsiPrIo *io, const ScsiPrState *st,
     return true;
 }
 
+/* Round trip 2 for the ALL REGISTRANTS types: REGISTER AND IGNORE
+ * EXISTING KEY alone. Every registrant holds such a reservation (SPC-4
+ * 5.13.10), so registering takes it; no PREEMPT is needed, and none is
+ * sent: a PREEMPT naming the key of the registration that created the
+ * reservation leaves tgt pointing at the freed registration. The
+ * previous holder's registration goes from its own nexus. */
+static bool join_all_registrants(const ScsiPrIo *io, const ScsiPrState *st,
+                                 Error **errp)
+{
+    if (!scsi_pr_io_out(io, SCSI_PROUT_REGISTER_AND_IGNORE, 0, 0, st->key,
+                        NULL, errp)) {
+        error_prepend(errp, "%s: ", io->who);
+        return false;
+    }
+    return true;
+}
+
 /* Seed 000: REGISTER the key on this nexus, then PREEMPT the registration
  * that held it, with the same key and type: the reservation moves
  * atomically, and the old nexus is unregistered. Two round trips, the
@@ -177,7 +273,7 @@ static bool register_and_preempt(const ScsiPrIo *io, const ScsiPrState *st,
  * the batches sent, UNIT ATTENTION retries and a PREEMPT sent again
  * included. The outcome check is not part of it (run_check). */
 static bool take_over(ScsiPr *pr, const ScsiPrState *st, const char *when,
-                      unsigned *round_trips, Error **errp)
+                      unsigned *round_trips, bool *fenced, Error **errp)
 {
     ScsiPrIo io = pr->io;
     *round_trips = 0;
@@ -186,12 +282,33 @@ static bool take_over(ScsiPr *pr, const ScsiPrState *st, const char *when,
      * first would give this nexus a registration even when another host
      * has preempted the guest meanwhile, i.e. un-fence a guest that the
      * cluster fenced (SPC-4 5.13.11: a preempted nexus stays out until
-     * it registers again). */
-    if (!verify(&io, st, errp) || !register_and_preempt(&io, st, errp)) {
+     * it registers again). A fenced guest gets nothing registered. */
+    bool all_registrants = scsi_pr_type_all_registrants(st->type);
+    if (!verify(pr, &io, st, fenced, errp) ||
+        (!*fenced && !(all_registrants ? join_all_registrants(&io, st, errp)
+                                       : register_and_preempt(&io, st,
+                                                              errp)))) {
         error_prepend(errp, "%s: ", when);
         return false;
     }
+    pthread_mutex_lock(&pr->lock);
+    pr->ar_joined = !*fenced && all_registrants;
+    pthread_mutex_unlock(&pr->lock);
     return true;
+}
+
+void scsi_pr_accept_fence(ScsiPr *pr, uint64_t key, const char *when)
+{
+    pthread_mutex_lock(&pr->lock);
+    pr->st = (ScsiPrState){ 0 };
+    pr->fenced_key = key;
+    pr->fence_ua = true;
+    pthread_mutex_unlock(&pr->lock);
+    log_warn("scsi-block %s: %s: another initiator preempted key 0x%" PRIx64
+             "; the guest stays fenced: nothing is registered for it, and "
+             "its next command gets REGISTRATIONS PREEMPTED", pr->dev_id,
+             when, key);
+    scsi_pr_journal_update(pr, true);
 }
 
 /* Reads the outcome of takeover number seq back and records it as
@@ -301,15 +418,33 @@ bool scsi_pr_activate(ScsiPr *pr, Error **errp)
         scsi_pr_open_gate(pr, true);
         return false;
     }
+    pthread_mutex_lock(&pr->lock);
+    pr->saved = false;
+    pr->ar_joined = false;
+    pthread_mutex_unlock(&pr->lock);
     ScsiPrState st = scsi_pr_state(pr);
     uint64_t started = clock_ns();
     unsigned trips = 0, seq = 0;
-    if (st.key != 0 &&
-        !take_over(pr, &st, "reservation handoff", &trips, errp)) {
+    bool fenced = false;
+    bool taken = st.key == 0 ||
+                 take_over(pr, &st, "reservation handoff", &trips, &fenced,
+                           errp);
+    /* The source's name is for this activation only: a later rollback
+     * takes the reservation back from another nexus. */
+    pthread_mutex_lock(&pr->lock);
+    pr->source[0] = '\0';
+    pthread_mutex_unlock(&pr->lock);
+    if (!taken) {
         error_prepend(errp, "scsi-block %s: ", pr->dev_id);
         log_error("%s", error_get_pretty(*errp));
         scsi_pr_open_gate(pr, true);
         return false;
+    }
+    if (fenced) {
+        /* Not a failed switchover: the VM runs here, as fenced as it was
+         * on the source; the LUN refuses what the reservation forbids. */
+        scsi_pr_accept_fence(pr, st.key, "reservation handoff");
+        st.key = 0;
     }
     if (st.key != 0) {
         record_takeover(pr, &st, clock_ns() - started, trips);
@@ -325,16 +460,117 @@ bool scsi_pr_activate(ScsiPr *pr, Error **errp)
     return true;
 }
 
+bool scsi_pr_probe_before_save(ScsiPr *pr, Error **errp)
+{
+    /* A PREEMPT whose outcome was not read yet: the VM is stopped, read
+     * it now rather than hand over a guess. */
+    if (!scsi_pr_read_back(pr, errp)) {
+        return false;
+    }
+    ScsiPrState st = scsi_pr_state(pr);
+    uint8_t status = SAM_STAT_GOOD;
+    Error *err = NULL;
+    pthread_mutex_lock(&pr->lock);
+    pr->saved = true;
+    pthread_mutex_unlock(&pr->lock);
+    if (st.key == 0) {
+        return true;
+    }
+    /* SPC-4 5.13.7 (REGISTER from a registered nexus, RESERVATION KEY
+     * equal to its key): the key is replaced by the same key, nothing
+     * else changes. From a nexus a PREEMPT unregistered, a nonzero
+     * RESERVATION KEY gets RESERVATION CONFLICT. Unlike READ KEYS this
+     * tells this nexus apart from one that registered the same key
+     * (fencing agents reuse keys; SPC-4 5.13.11.2.4 leaves the
+     * preempting nexus registered). */
+    if (scsi_pr_io_out(&pr->io, SCSI_PROUT_REGISTER, 0, st.key, st.key,
+                       &status, &err)) {
+        return true;
+    }
+    if (status != SAM_STAT_RESERVATION_CONFLICT) {
+        error_prepend(&err, "scsi-block %s: checking this nexus' "
+                      "registration before the handoff: ", pr->dev_id);
+        error_propagate(errp, err);
+        return false;
+    }
+    error_free(err);
+    scsi_pr_accept_fence(pr, st.key, "before the handoff");
+    return true;
+}
+
+/* Removes this nexus' registration with key from its own nexus: REGISTER
+ * with SERVICE ACTION RESERVATION KEY zero (SPC-4 5.13.11.3). An ALL
+ * REGISTRANTS reservation stays with the other registrants (5.13.10).
+ * Logs the outcome; why says when. */
+static void unregister_own(ScsiPr *pr, uint64_t key, const char *why)
+{
+    Error *err = NULL;
+    if (!scsi_pr_io_out(&pr->io, SCSI_PROUT_REGISTER, 0, key, 0, NULL,
+                        &err)) {
+        log_warn("scsi-block %s: %s: removing this nexus' registration of "
+                 "key 0x%" PRIx64 " failed, it stays on the LUN: %s",
+                 pr->dev_id, why, key, error_get_pretty(err));
+        error_free(err);
+        return;
+    }
+    log_info("scsi-block %s: %s: removed this nexus' registration of key "
+             "0x%" PRIx64, pr->dev_id, why, key);
+}
+
+/* A failed migration after this nexus joined an ALL REGISTRANTS
+ * reservation: the source still has its registration and takes the
+ * guest back, so ours goes, unless it is the only one left (removing
+ * the last registration would release the reservation, SPC-4 5.13.10). */
+static void undo_join(ScsiPr *pr, const ScsiPrState *st)
+{
+    ScsiPrKeys k;
+    Error *err = NULL;
+    if (!scsi_pr_io_read_keys(&pr->io, &k, &err)) {
+        log_warn("scsi-block %s: giving the reservation back: %s",
+                 pr->dev_id, error_get_pretty(err));
+        error_free(err);
+        return;
+    }
+    if (scsi_pr_keys_count(&k, st->key) < 2) {
+        log_warn("scsi-block %s: giving the reservation back: key 0x%"
+                 PRIx64 " has no other registration; this one stays",
+                 pr->dev_id, st->key);
+        return;
+    }
+    unregister_own(pr, st->key, "giving the reservation back");
+}
+
 void scsi_pr_inactivate(ScsiPr *pr)
 {
     /* The destination takes it from here; our registration stays until
-     * its PREEMPT, so a rollback finds it. Guest I/O waits meanwhile. */
+     * its PREEMPT (or, ALL REGISTRANTS, until scsi_pr_handed_over), so a
+     * rollback finds it. Guest I/O waits meanwhile. */
     pthread_mutex_lock(&pr->lock);
     if (pr->gate == PR_OPEN) {
         pr->gate = PR_HOLD;
     }
+    bool undo = pr->ar_joined && !pr->saved;
+    pr->ar_joined = false;
+    ScsiPrState st = pr->st;
     pthread_mutex_unlock(&pr->lock);
+    if (undo && st.key) {
+        undo_join(pr, &st);
+    }
     scsi_pr_journal_update(pr, false);
+}
+
+void scsi_pr_handed_over(ScsiPr *pr)
+{
+    ScsiPrState st = scsi_pr_state(pr);
+    pthread_mutex_lock(&pr->lock);
+    bool saved = pr->saved;
+    pthread_mutex_unlock(&pr->lock);
+    /* The destination registered the key and holds the reservation with
+     * it; our registration is the one left to go. The tracked state
+     * stays: a late rollback takes it back from there. */
+    if (saved && st.key && scsi_pr_type_all_registrants(st.type)) {
+        unregister_own(pr, st.key, "after the handoff");
+    }
 }
 
 /* ---- Start-up ------------------------------------------------------------ */
@@ -356,9 +592,7 @@ static void note(ScsiPr *pr, const char *fmt, ...)
  * an ISID (SPC-4 7.6.4.6). */
 static bool is_mine(const ScsiPr *pr, const ScsiPrFullStatus *e)
 {
-    size_t n = strlen(pr->initiator);
-    return e->protocol == 5 && strncmp(e->name, pr->initiator, n) == 0 &&
-           (e->name[n] == '\0' || e->name[n] == ',');
+    return names_initiator(e, pr->initiator);
 }
 
 /* READ FULL STATUS names the registrant: adopt what this initiator held,
@@ -374,15 +608,22 @@ static void adopt_full_status(ScsiPr *pr, const ScsiPrFullStatus *e,
                            .type = e[i].holder ? e[i].type : 0 };
         Error *err = NULL;
         unsigned trips;
+        bool fenced = false;
         if (!found || !j->active || j->st.key != st.key) {
             note(pr, "the LUN shows key 0x%" PRIx64 " registered by this "
                  "initiator, but the journal does not say this guest holds "
                  "it: not adopted", st.key);
             return;
         }
-        if (!take_over(pr, &st, "adopting the reservation", &trips, &err)) {
+        if (!take_over(pr, &st, "adopting the reservation", &trips, &fenced,
+                       &err)) {
             note(pr, "%s", error_get_pretty(err));
             error_free(err);
+            return;
+        }
+        if (fenced) {
+            note(pr, "key 0x%" PRIx64 " was preempted by another initiator "
+                 "while starting: not adopted", st.key);
             return;
         }
         pthread_mutex_lock(&pr->lock);

@@ -50,6 +50,22 @@ struct ScsiPr {
     unsigned checks_pending;        /* outcome checks not done: guest PR
                                      * OUT waits (scsi_pr_gate) */
     char check[512];                /* pr-check of the last takeover */
+    uint64_t fenced_key;            /* the key another initiator preempted
+                                     * before a handoff (0: none) */
+    bool fence_ua;                  /* REGISTRATIONS PREEMPTED is due to
+                                     * the guest's next command */
+    bool ar_joined;                 /* the last activation registered next
+                                     * to the previous holder of an ALL
+                                     * REGISTRANTS reservation */
+    bool saved;                     /* state saved since the last
+                                     * activation (a handoff, not a
+                                     * rollback, follows) */
+    char loaded_source[SCSI_PR_NAME_MAX];   /* the pr-nexus subsection */
+    char source[SCSI_PR_NAME_MAX];  /* the handed-over state's initiator,
+                                     * until the activation used it ("":
+                                     * unknown) */
+    uint64_t loaded_fence;          /* post_load of the fenced subsection
+                                     * ran with this key (0: not) */
     bool closing;                   /* shut down: a pending check is not run */
 
     pthread_mutex_t journal_lock;   /* one writer at a time; and: */
@@ -67,6 +83,10 @@ unsigned scsi_pr_check_begin(ScsiPr *pr);
  * still the last takeover, and lets held guest PR OUT go. On the LUN's
  * loop. */
 void scsi_pr_check_done(ScsiPr *pr, unsigned seq, const char *result);
+/* The guest was preempted (fenced) by another initiator before this
+ * nexus took over: it tracks no key from now on and the guest's next
+ * command gets the UNIT ATTENTION the LUN owes a preempted nexus. */
+void scsi_pr_accept_fence(ScsiPr *pr, uint64_t key, const char *when);
 /* Lets held requests go (or completes them with BUSY when failed). */
 void scsi_pr_open_gate(ScsiPr *pr, bool failed);
 

@@ -245,6 +245,47 @@ bool scsi_pr_io_read_keys_and_reservation(const ScsiPrIo *io,
            scsi_pr_reservation_decode(rbuf, rlen, r, errp);
 }
 
+/* SPC-4 6.14.1: a LUN without an optional service action refuses it
+ * with ILLEGAL REQUEST. */
+static bool refused_as_unsupported(const ScsiPrResult *res)
+{
+    ScsiSense s;
+    return res->status == SAM_STAT_CHECK_CONDITION &&
+           scsi_sense_parse(res->sense, res->sense_len, &s) &&
+           s.key == SCSI_SENSE_KEY_ILLEGAL_REQUEST;
+}
+
+bool scsi_pr_io_read_with_full_status(const ScsiPrIo *io, ScsiPrKeys *keys,
+                                      ScsiPrReservation *r,
+                                      ScsiPrFullStatus *fs, size_t max,
+                                      size_t *n, bool *supported,
+                                      Error **errp)
+{
+    uint8_t kbuf[PR_IN_BUF], rbuf[24], fbuf[PR_IN_BUF];
+    size_t klen, rlen, flen;
+    ScsiPrCmd c[3];
+
+    *n = 0;
+    pr_in_prepare(&c[0], SCSI_PRIN_READ_KEYS, kbuf, sizeof(kbuf));
+    pr_in_prepare(&c[1], SCSI_PRIN_READ_RESERVATION, rbuf, sizeof(rbuf));
+    pr_in_prepare(&c[2], SCSI_PRIN_READ_FULL_STATUS, fbuf, sizeof(fbuf));
+    if (!scsi_pr_io_batch(io, c, 3, errp)) {
+        error_prepend(errp, "%s: PERSISTENT RESERVE IN READ KEYS, READ "
+                      "RESERVATION and READ FULL STATUS: ", io->who);
+        return false;
+    }
+    if (!pr_in_check(io, &c[0], "READ KEYS", &klen, errp) ||
+        !pr_in_check(io, &c[1], "READ RESERVATION", &rlen, errp) ||
+        !scsi_pr_keys_decode(kbuf, klen, keys, errp) ||
+        !scsi_pr_reservation_decode(rbuf, rlen, r, errp)) {
+        return false;
+    }
+    *supported = !refused_as_unsupported(&c[2].res);
+    return !*supported ||
+           (pr_in_check(io, &c[2], "READ FULL STATUS", &flen, errp) &&
+            scsi_pr_full_status_decode(fbuf, flen, fs, max, n, errp));
+}
+
 bool scsi_pr_io_report_caps(const ScsiPrIo *io, ScsiPrCaps *caps,
                             Error **errp)
 {

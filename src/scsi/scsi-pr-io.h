@@ -82,6 +82,15 @@ bool scsi_pr_io_read_reservation(const ScsiPrIo *io, ScsiPrReservation *r,
 bool scsi_pr_io_read_keys_and_reservation(const ScsiPrIo *io,
                                           ScsiPrKeys *keys,
                                           ScsiPrReservation *r, Error **errp);
+/* READ KEYS, READ RESERVATION and READ FULL STATUS in one round trip
+ * (all PR IN reads). READ FULL STATUS is optional (SPC-4 6.14.5):
+ * *supported is false, and the call still succeeds, when the LUN refuses
+ * it with ILLEGAL REQUEST; else fs gets up to max entries (*n). */
+bool scsi_pr_io_read_with_full_status(const ScsiPrIo *io, ScsiPrKeys *keys,
+                                      ScsiPrReservation *r,
+                                      ScsiPrFullStatus *fs, size_t max,
+                                      size_t *n, bool *supported,
+                                      Error **errp);
 bool scsi_pr_io_report_caps(const ScsiPrIo *io, ScsiPrCaps *caps,
                             Error **errp);
 /* READ FULL STATUS is optional (SPC-4 6.14.5): *supported is false (and

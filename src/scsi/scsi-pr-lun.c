@@ -292,11 +292,30 @@ static ScsiPrGate classify(ScsiPr *pr, ScsiRequest *req)
     return SCSI_PR_GATE_PASS;
 }
 
+/* SAM-5 5.14: INQUIRY, REPORT LUNS and REQUEST SENSE neither report
+ * nor clear a pending UNIT ATTENTION; every other command reports it. */
+static bool reports_unit_attention(const ScsiRequest *req)
+{
+    uint8_t op = req->cdb[0];
+    return op != SCSI_OP_INQUIRY && op != SCSI_OP_REPORT_LUNS &&
+           op != SCSI_OP_REQUEST_SENSE;
+}
+
 ScsiPrGate scsi_pr_gate(ScsiPr *pr, ScsiRequest *req)
 {
     PrHeld *h = NULL;
     pthread_mutex_lock(&pr->lock);
     PrGateMode mode = pr->gate;
+    /* A fence this nexus inherited: the guest learns of it as the
+     * preempted nexus would have (SPC-4 5.13.11.2.4), once. */
+    bool fence_ua = mode == PR_OPEN && pr->fence_ua &&
+                    reports_unit_attention(req);
+    if (fence_ua) {
+        pr->fence_ua = false;
+        pthread_mutex_unlock(&pr->lock);
+        scsi_req_complete_sense(req, SENSE_UA_REGISTRATIONS_PREEMPTED);
+        return SCSI_PR_GATE_DONE;
+    }
     /* A guest PR OUT waits for a pending outcome check, which must read
      * what the takeover did, not the guest's next change. */
     if (mode == PR_OPEN && pr->checks_pending &&
@@ -501,12 +520,66 @@ bool scsi_pr_post_load_sub(ScsiPr *pr, const ScsiPrWire *wire, Error **errp)
     return true;
 }
 
+bool scsi_pr_fence_needed(ScsiPr *pr, uint64_t *key)
+{
+    pthread_mutex_lock(&pr->lock);
+    bool needed = pr->fence_ua && pr->fenced_key;
+    *key = pr->fenced_key;
+    pthread_mutex_unlock(&pr->lock);
+    return needed;
+}
+
+bool scsi_pr_post_load_fence(ScsiPr *pr, uint64_t key, Error **errp)
+{
+    if (key == 0) {
+        error_setg(errp, "scsi-block %s: migrated fence names key 0",
+                   pr->dev_id);
+        log_ratelimited(LOG_WARN, "%s", error_get_pretty(*errp));
+        return false;
+    }
+    pthread_mutex_lock(&pr->lock);
+    pr->loaded_fence = key;
+    pthread_mutex_unlock(&pr->lock);
+    return true;
+}
+
+void scsi_pr_save_nexus(ScsiPr *pr, char name[SCSI_PR_NAME_MAX])
+{
+    memset(name, 0, SCSI_PR_NAME_MAX);
+    snprintf(name, SCSI_PR_NAME_MAX, "%s", pr->initiator);
+}
+
+bool scsi_pr_post_load_nexus(ScsiPr *pr, const char name[SCSI_PR_NAME_MAX],
+                             Error **errp)
+{
+    if (!memchr(name, '\0', SCSI_PR_NAME_MAX) || !name[0]) {
+        error_setg(errp, "scsi-block %s: migrated initiator name is empty "
+                   "or not terminated", pr->dev_id);
+        log_ratelimited(LOG_WARN, "%s", error_get_pretty(*errp));
+        return false;
+    }
+    pthread_mutex_lock(&pr->lock);
+    memcpy(pr->loaded_source, name, SCSI_PR_NAME_MAX);
+    pthread_mutex_unlock(&pr->lock);
+    return true;
+}
+
 void scsi_pr_post_load(ScsiPr *pr)
 {
     pthread_mutex_lock(&pr->lock);
     pr->st = pr->loaded_sub ?
              (ScsiPrState){ .key = pr->loaded.key, .type = pr->loaded.type } :
              (ScsiPrState){ 0 };
+    /* A guest fenced on the source, not told yet: it is told here. */
+    pr->fenced_key = pr->loaded_sub ? 0 : pr->loaded_fence;
+    pr->fence_ua = pr->fenced_key != 0;
+    pr->loaded_fence = 0;
+    if (pr->loaded_sub) {
+        memcpy(pr->source, pr->loaded_source, sizeof(pr->source));
+    } else {
+        pr->source[0] = '\0';
+    }
+    memset(pr->loaded_source, 0, sizeof(pr->loaded_source));
     pr->loaded_sub = false;
     pr->read_back_pending = false;
     /* The reservation is still the source's: hold guest I/O until the
@@ -549,7 +622,13 @@ void scsi_pr_query(ScsiPr *pr, json_object *info)
                         json_object_new_string(pr->startup_note) : NULL;
     json_object *check = pr->check[0] ?
                          json_object_new_string(pr->check) : NULL;
+    uint64_t fenced = pr->fenced_key;
     pthread_mutex_unlock(&pr->lock);
+    if (fenced) {
+        char k[24];
+        snprintf(k, sizeof(k), "0x%016" PRIx64, fenced);
+        json_object_object_add(info, "pr-fenced", json_object_new_string(k));
+    }
     snprintf(key, sizeof(key), "0x%016" PRIx64, st.key);
     json_object_object_add(info, "migrate-pr", json_object_new_boolean(1));
     json_object_object_add(info, "pr-key", json_object_new_string(key));

@@ -90,9 +90,36 @@ bool scsi_pr_post_load_sub(ScsiPr *pr, const ScsiPrWire *wire,
                            Error **errp);
 void scsi_pr_post_load(ScsiPr *pr);
 
-/* DeviceClass.activate / inactivate. */
+/* The section's pre_save, before the subsections are chosen: asks the
+ * LUN whether this nexus is still registered with the guest's key (a
+ * REGISTER with both keys set to it: a nexus a PREEMPT removed gets
+ * RESERVATION CONFLICT, SPC-4 5.13.7), which READ KEYS cannot tell when
+ * another nexus registered the same key. If not, the guest was fenced:
+ * the state sent is "fenced" instead of the key. False (errp set) when
+ * the LUN could not be asked. */
+bool scsi_pr_probe_before_save(ScsiPr *pr, Error **errp);
+/* The "fenced" subsection: sent while the guest has not been told it
+ * was preempted; *key gets the key another initiator preempted. */
+bool scsi_pr_fence_needed(ScsiPr *pr, uint64_t *key);
+/* Its post_load: the guest arrives fenced (key: the preempted one). */
+bool scsi_pr_post_load_fence(ScsiPr *pr, uint64_t key, Error **errp);
+/* The "nexus" subsection, sent with "scsi-block/pr": this nexus'
+ * initiator name (NUL-padded), which a destination whose LUN has READ
+ * FULL STATUS uses to tell the source's registration from another
+ * nexus' with the same key. */
+void scsi_pr_save_nexus(ScsiPr *pr, char name[SCSI_PR_NAME_MAX]);
+bool scsi_pr_post_load_nexus(ScsiPr *pr, const char name[SCSI_PR_NAME_MAX],
+                             Error **errp);
+
+/* DeviceClass.activate / inactivate / handed_over. An ALL REGISTRANTS
+ * reservation moves without a PREEMPT: the destination registers (every
+ * registrant holds it, SPC-4 5.13.10), and the source removes its own
+ * registration from its own nexus once the destination runs
+ * (handed_over); a destination that registered so and is inactivated
+ * without having saved its state (a failed migration) removes its own. */
 bool scsi_pr_activate(ScsiPr *pr, Error **errp);
 void scsi_pr_inactivate(ScsiPr *pr);
+void scsi_pr_handed_over(ScsiPr *pr);
 
 /* At realize: the journal and the LUN (READ FULL STATUS when supported).
  * Never fails the device: what cannot be adopted is logged and shown by

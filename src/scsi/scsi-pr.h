@@ -31,6 +31,11 @@ enum {
 /* REPLACE LOST RESERVATION (SPC-5 6.17.2); not in scsi-defs.h. */
 #define SCSI_PROUT_REPLACE_LOST_RESERVATION 0x08
 
+/* UNIT ATTENTION, REGISTRATIONS PREEMPTED (2Ah/05h): what the device
+ * server establishes for a nexus whose registration a PREEMPT removed
+ * (SPC-4 5.13.11.2.4). */
+#define SENSE_UA_REGISTRATIONS_PREEMPTED SCSI_SENSE(0x6, 0x2a, 0x05)
+
 /* The six types, in table order, for loops in tools and tests. */
 extern const uint8_t scsi_pr_all_types[6];
 

@@ -204,6 +204,18 @@ static const char *takeover_check(Device *d, char *buf, size_t size)
     return buf;
 }
 
+/* A query-devices field as a string ("(none)" when absent). */
+static const char *query_field(Device *d, const char *name, char *buf,
+                               size_t size)
+{
+    json_object *o = json_object_new_object(), *v;
+    d->cls->query(d, o);
+    snprintf(buf, size, "%s", json_object_object_get_ex(o, name, &v) ?
+             json_object_get_string(v) : "(none)");
+    json_object_put(o);
+    return buf;
+}
+
 static void expect_check_ok(Device *d)
 {
     char buf[512];
@@ -280,9 +292,17 @@ static ByteBuf save_state(Device *from)
     return b;
 }
 
+/* "scsi-block/pr" itself, not "scsi-block/pr-fenced". */
 static bool has_pr_subsection(const ByteBuf *b)
 {
-    return memmem(b->data, b->len, "scsi-block/pr", 13) != NULL;
+    const uint8_t *p = b->data, *end = b->data + b->len;
+    while ((p = memmem(p, (size_t)(end - p), "scsi-block/pr", 13)) != NULL) {
+        if (p + 13 == end || p[13] != '-') {
+            return true;
+        }
+        p += 13;
+    }
+    return false;
 }
 
 static void load_state(Device *to, const ByteBuf *b)
@@ -295,13 +315,24 @@ static void load_state(Device *to, const ByteBuf *b)
 }
 
 /* Save on from, inactivate it, load into to, activate to. */
-static bool migrate(Device *from, Device *to, Error **errp)
+static bool handoff(Device *from, Device *to, Error **errp)
 {
     ByteBuf b = save_state(from);
     from->cls->inactivate(from);
     load_state(to, &b);
     bytebuf_free(&b);
     return to->cls->activate(to, errp);
+}
+
+/* A handoff, then the source learns the destination runs (the
+ * destination's SWITCHOVER_DONE). */
+static bool migrate(Device *from, Device *to, Error **errp)
+{
+    if (!handoff(from, to, errp)) {
+        return false;
+    }
+    from->cls->handed_over(from);
+    return true;
 }
 
 /* ---- Tests ----------------------------------------------------------------- */
@@ -434,6 +465,90 @@ static void test_ten_round_trips(void **state)
     assert_int_equal(tracked(t.src).type, type);
 }
 
+/* What a nexus that never registered, logged in after the handoff, gets
+ * for a READ(10) or WRITE(10) of length 0; and the reservation it reads. */
+static uint8_t newcomer_rw(bool write, ScsiPrReservation *r)
+{
+    Error *err = NULL;
+    uint8_t cdb[10] = { write ? SCSI_OP_WRITE_10 : SCSI_OP_READ_10 };
+    ScsiPrResult res;
+    /* A long name: tgt's copies of it are heap blocks of the size of a
+     * registration, which is how a freed one shows (its key read back as
+     * the name's ASCII). */
+    ScsiPrNexus *n = scsi_pr_nexus_open(t.url, "iqn.2024-01.org.stormig:"
+                                        "host-newcomer-after-handoff", &err);
+    if (!n) {
+        fail_msg("%s", error_get_pretty(err));
+    }
+    assert_true(scsi_pr_io_command(scsi_pr_nexus_io(n), cdb, 10,
+                                   SCSI_DIR_NONE, NULL, 0, &res, &err));
+    assert_true(scsi_pr_io_read_reservation(scsi_pr_nexus_io(n), r, &err));
+    scsi_pr_nexus_close(n);
+    return res.status;
+}
+
+/* An ALL REGISTRANTS reservation moves by a REGISTER on the destination
+ * and the source removing its own registration: the LUN keeps a sane
+ * reservation (key 0, SPC-4 5.13.10), newcomers get what the type says
+ * (WRITE EXCLUSIVE - ALL REGISTRANTS lets an unregistered nexus read),
+ * and the source's nexus is out. */
+static void test_all_registrants_handoff(void **state)
+{
+    static const uint8_t types[] = { SCSI_PR_TYPE_WE_ALL_REGISTRANTS,
+                                     SCSI_PR_TYPE_EA_ALL_REGISTRANTS };
+    for (size_t i = 0; i < 2; i++) {
+        const uint8_t type = types[i];
+        Error *err = NULL;
+        ScsiPrReservation r;
+        guest_reserve(t.bus_src, type);
+        if (!migrate(t.src, t.dst, &err)) {
+            fail_msg("%s", error_get_pretty(err));
+        }
+        expect_check_ok(t.dst);
+        for (int round = 0; round < 3; round++) {
+            uint8_t rd = newcomer_rw(false, &r);
+            assert_true(r.held);
+            assert_int_equal(r.key, 0);
+            assert_int_equal(r.type, type);
+            assert_int_equal(rd, type == SCSI_PR_TYPE_WE_ALL_REGISTRANTS ?
+                             SAM_STAT_GOOD : SAM_STAT_RESERVATION_CONFLICT);
+            assert_int_equal(newcomer_rw(true, &r),
+                             SAM_STAT_RESERVATION_CONFLICT);
+        }
+        expect_lun(1, type);
+        expect_holder_io(t.dst, t.src, type);
+        assert_int_equal(guest_out(t.bus_dst, SCSI_PROUT_CLEAR, 0, KEY, 0),
+                         SAM_STAT_GOOD);
+        assert_true(migrate(t.dst, t.src, &err));
+        expect_lun(0, 0);
+    }
+}
+
+/* The migration fails after the destination joined an ALL REGISTRANTS
+ * reservation: the destination removes its own registration, the
+ * source takes the guest back with its registration, nothing preempted. */
+static void test_all_registrants_rollback(void **state)
+{
+    Error *err = NULL;
+    const uint8_t type = SCSI_PR_TYPE_EA_ALL_REGISTRANTS;
+    guest_reserve(t.bus_src, type);
+    if (!handoff(t.src, t.dst, &err)) {
+        fail_msg("%s", error_get_pretty(err));
+    }
+    expect_check_ok(t.dst);
+    t.dst->cls->inactivate(t.dst);
+    if (!t.src->cls->activate(t.src, &err)) {
+        fail_msg("rollback: %s", error_get_pretty(err));
+    }
+    expect_check_ok(t.src);
+    expect_lun(1, type);
+    expect_holder_io(t.src, t.dst, type);
+    ScsiPrReservation r;
+    assert_int_equal(newcomer_rw(false, &r), SAM_STAT_RESERVATION_CONFLICT);
+    assert_int_equal(r.key, 0);
+    assert_int_equal(r.type, type);
+}
+
 /* Keys and reservation of the LUN read twice through io: one command per
  * round trip, then both together in one; they must say the same. */
 static void expect_read_pair_same(const ScsiPrIo *base)
@@ -488,47 +603,184 @@ static void test_read_pair_matches_sequential(void **state)
     expect_read_pair_same(&dev);
 }
 
-static void test_verification_refuses(void **state)
+/* A one-block READ/WRITE from the guest on bus: the status, UNIT
+ * ATTENTIONs retried. */
+static uint8_t guest_rw(ScsiBus *bus, bool write)
+{
+    uint8_t data[BS] = { 0 };
+    const uint8_t cdb[10] = { write ? SCSI_OP_WRITE_10 : SCSI_OP_READ_10, 0,
+                              0, 0, 0, 8, 0, 0, 1, 0 };
+    return guest(bus, cdb, 10, write ? SCSI_DIR_TO_DEV : SCSI_DIR_FROM_DEV,
+                 data, sizeof(data)).req.status;
+}
+
+/* The third host registers other and preempts KEY with type. */
+static void third_fences(uint64_t other, uint8_t type)
 {
     Error *err = NULL;
     const ScsiPrIo *third = scsi_pr_nexus_io(t.third);
-    const uint64_t other = 0x7777;
-    guest_reserve(t.bus_src, SCSI_PR_TYPE_WRITE_EXCLUSIVE);
-    ByteBuf b = save_state(t.src);
-    t.src->cls->inactivate(t.src);
-    /* Meanwhile a third initiator preempts the source. */
     assert_true(scsi_pr_io_out(third, SCSI_PROUT_REGISTER, 0, 0, other, NULL,
                                &err));
-    assert_true(scsi_pr_io_out(third, SCSI_PROUT_PREEMPT,
-                               SCSI_PR_TYPE_EXCLUSIVE_ACCESS, other, KEY, NULL,
-                               &err));
-    load_state(t.dst, &b);
-    bytebuf_free(&b);
-    assert_false(t.dst->cls->activate(t.dst, &err));
-    assert_non_null(strstr(error_get_pretty(err), "another initiator"));
-    assert_non_null(strstr(error_get_pretty(err), "dst"));
-    error_free_or_null(&err);
-    /* Nothing was preempted blindly: the third host still holds it. */
+    assert_true(scsi_pr_io_out(third, SCSI_PROUT_PREEMPT, type, other, KEY,
+                               NULL, &err));
+}
+
+/* The LUN holds only other's registration and its reservation of type. */
+static void expect_third_holds(uint64_t other, uint8_t type)
+{
+    Error *err = NULL;
+    const ScsiPrIo *third = scsi_pr_nexus_io(t.third);
     ScsiPrReservation r;
+    ScsiPrKeys k;
     assert_true(scsi_pr_io_read_reservation(third, &r, &err));
     assert_true(r.held);
     assert_int_equal(r.key, other);
-    assert_int_equal(r.type, SCSI_PR_TYPE_EXCLUSIVE_ACCESS);
-    /* Nor registered: the REGISTER waits for the verification, so the
-     * fenced guest's key did not come back on the destination. */
-    ScsiPrKeys k;
+    assert_int_equal(r.type, type);
     assert_true(scsi_pr_io_read_keys(third, &k, &err));
-    assert_false(scsi_pr_keys_contain(&k, KEY));
     assert_int_equal(k.total, 1);
-    /* A refused takeover is not reported as one, nor checked. */
+    assert_int_equal(k.keys[0], other);
+}
+
+/* The guest's first command on dev's bus reports REGISTRATIONS
+ * PREEMPTED; its writes then get RESERVATION CONFLICT, its reads pass
+ * (WRITE EXCLUSIVE, SPC-4 5.13.1 table). */
+static void expect_guest_fenced(ScsiBus *bus)
+{
+    uint8_t data[BS];
+    const uint8_t rd[10] = { SCSI_OP_READ_10, 0, 0, 0, 0, 8, 0, 0, 1, 0 };
+    HdCmdResult r;
+    ScsiSense s;
+    hd_harness_run(t.loop, bus, 0, rd, 10, SCSI_DIR_FROM_DEV, data,
+                   sizeof(data), &r);
+    assert_true(r.done);
+    assert_int_equal(r.req.status, SAM_STAT_CHECK_CONDITION);
+    assert_true(scsi_sense_parse(r.req.sense, r.req.sense_len, &s));
+    assert_true(scsi_sense_equal(s, SENSE_UA_REGISTRATIONS_PREEMPTED));
+    assert_int_equal(guest_rw(bus, true), SAM_STAT_RESERVATION_CONFLICT);
+    assert_int_equal(guest_rw(bus, false), SAM_STAT_GOOD);
+}
+
+/* Fenced while the state was in flight: the destination runs the guest
+ * unregistered instead of failing the switchover. */
+static void test_fenced_during_handoff(void **state)
+{
+    Error *err = NULL;
+    const uint64_t other = 0x7777;
+    char buf[64];
+    guest_reserve(t.bus_src, SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+    ByteBuf b = save_state(t.src);
+    t.src->cls->inactivate(t.src);
+    third_fences(other, SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+    load_state(t.dst, &b);
+    bytebuf_free(&b);
+    if (!t.dst->cls->activate(t.dst, &err)) {
+        fail_msg("%s", error_get_pretty(err));
+    }
+    /* Nothing was preempted blindly nor registered: the REGISTER waits
+     * for the verification, so the fenced key did not come back. */
+    expect_third_holds(other, SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+    assert_int_equal(tracked(t.dst).key, 0);
+    assert_string_equal(query_field(t.dst, "pr-fenced", buf, sizeof(buf)),
+                        "0x5eed0000c0ffee01");
+    /* A fence is not a takeover: none reported, none checked. */
     assert_int_equal(takeover_round_trips(t.dst), -1);
     char check[512];
     assert_string_equal(takeover_check(t.dst, check, sizeof(check)),
                         "(none)");
-    /* The source's rollback is refused the same way. */
-    assert_false(t.src->cls->activate(t.src, &err));
-    assert_non_null(strstr(error_get_pretty(err), "no longer registered"));
-    error_free(err);
+    expect_guest_fenced(t.bus_dst);
+    expect_third_holds(other, SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+}
+
+/* Status of a READ(10)/WRITE(10) of length 0 from the third host. */
+static uint8_t third_rw(bool write)
+{
+    uint8_t cdb[10] = { write ? SCSI_OP_WRITE_10 : SCSI_OP_READ_10 };
+    ScsiPrResult res;
+    Error *err = NULL;
+    assert_true(scsi_pr_io_command(scsi_pr_nexus_io(t.third), cdb, 10,
+                                   SCSI_DIR_NONE, NULL, 0, &res, &err));
+    return res.status;
+}
+
+/* Fenced before the migration by the third host, with key fencer: it
+ * registers and preempts KEY. The source's probe of its own nexus finds
+ * it unregistered; the state carries the fence instead of the key, and
+ * the destination sends nothing to the LUN. */
+static void fenced_before_handoff(uint64_t fencer)
+{
+    Error *err = NULL;
+    char buf[64];
+    const uint8_t type = SCSI_PR_TYPE_WRITE_EXCLUSIVE;
+    guest_reserve(t.bus_src, type);
+    const ScsiPrIo *third = scsi_pr_nexus_io(t.third);
+    assert_true(scsi_pr_io_out(third, SCSI_PROUT_REGISTER, 0, 0, fencer,
+                               NULL, &err));
+    assert_true(scsi_pr_io_out(third, SCSI_PROUT_PREEMPT, type, fencer, KEY,
+                               NULL, &err));
+    ByteBuf b = save_state(t.src);
+    assert_false(has_pr_subsection(&b));
+    assert_non_null(memmem(b.data, b.len, "scsi-block/pr-fenced", 20));
+    t.src->cls->inactivate(t.src);
+    load_state(t.dst, &b);
+    bytebuf_free(&b);
+    if (!t.dst->cls->activate(t.dst, &err)) {
+        fail_msg("%s", error_get_pretty(err));
+    }
+    assert_int_equal(tracked(t.src).key, 0);
+    assert_int_equal(tracked(t.dst).key, 0);
+    assert_string_equal(query_field(t.dst, "pr-fenced", buf, sizeof(buf)),
+                        "0x5eed0000c0ffee01");
+    assert_int_equal(takeover_round_trips(t.dst), -1);
+    /* The fencing node still holds it: its write passes, the guest's
+     * does not. */
+    expect_third_holds(fencer, type);
+    assert_int_equal(third_rw(true), SAM_STAT_GOOD);
+    expect_guest_fenced(t.bus_dst);
+    assert_int_equal(third_rw(true), SAM_STAT_GOOD);
+    expect_third_holds(fencer, type);
+}
+
+static void test_fenced_before_handoff(void **state)
+{
+    fenced_before_handoff(0x7777);
+}
+
+/* With the guest's own key (fencing agents reuse keys; SPC-4
+ * 5.13.11.2.4 keeps the preempting nexus registered): READ KEYS and READ
+ * RESERVATION look as before the fence, so only the probe of the
+ * source's own nexus tells; the destination must not preempt the
+ * fencing node. */
+static void test_same_key_fence_before_handoff(void **state)
+{
+    fenced_before_handoff(KEY);
+}
+
+/* A contradiction other than a fence still refuses, and registers
+ * nothing: the reservation changed type while the key stayed. */
+static void test_verification_refuses(void **state)
+{
+    Error *err = NULL;
+    guest_reserve(t.bus_src, SCSI_PR_TYPE_WE_ALL_REGISTRANTS);
+    ByteBuf b = save_state(t.src);
+    t.src->cls->inactivate(t.src);
+    /* Meanwhile a third registrant replaces the reservation. */
+    const ScsiPrIo *third = scsi_pr_nexus_io(t.third);
+    assert_true(scsi_pr_io_out(third, SCSI_PROUT_REGISTER, 0, 0, KEY_THIRD,
+                               NULL, &err));
+    assert_true(scsi_pr_io_out(third, SCSI_PROUT_RELEASE,
+                               SCSI_PR_TYPE_WE_ALL_REGISTRANTS, KEY_THIRD, 0,
+                               NULL, &err));
+    load_state(t.dst, &b);
+    bytebuf_free(&b);
+    assert_false(t.dst->cls->activate(t.dst, &err));
+    assert_non_null(strstr(error_get_pretty(err), "another initiator"));
+    assert_non_null(strstr(error_get_pretty(err), "released"));
+    error_free_or_null(&err);
+    ScsiPrKeys k;
+    assert_true(scsi_pr_io_read_keys(third, &k, &err));
+    assert_int_equal(scsi_pr_keys_count(&k, KEY), 1);
+    assert_int_equal(k.total, 2);
+    assert_int_equal(takeover_round_trips(t.dst), -1);
 }
 
 static void test_register_and_move_refused(void **state)
@@ -645,7 +897,17 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ten_round_trips, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_all_registrants_handoff, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_all_registrants_rollback, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_read_pair_matches_sequential,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fenced_during_handoff, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_fenced_before_handoff, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_same_key_fence_before_handoff,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_verification_refuses, setup,
                                         teardown),

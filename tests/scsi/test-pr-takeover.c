@@ -21,7 +21,12 @@
 #define JOURNAL_DIR "pr-takeover-journal"
 #define KEY 0x5eed0000c0ffee01ull
 
-enum { NEXUS_SRC, NEXUS_US, NEXUS_MAX };
+enum { NEXUS_SRC, NEXUS_US, NEXUS_FENCER, NEXUS_MAX };
+
+#define SRC_NAME "iqn.2024-01.t:src"
+static const char *const nexus_name[NEXUS_MAX] = {
+    SRC_NAME, "iqn.2024-01.t:us", "iqn.2024-01.t:fencer",
+};
 
 typedef struct FakeLun {
     uint64_t key[NEXUS_MAX];        /* 0: not registered */
@@ -29,14 +34,18 @@ typedef struct FakeLun {
     uint8_t type;
     uint32_t generation;
     bool reverse;                   /* runs each batch last to first */
+    bool full_status;               /* READ FULL STATUS supported */
+    uint64_t ar_key;                /* READ RESERVATION's key for an ALL
+                                     * REGISTRANTS type (0, as SPC-4
+                                     * 5.13.10 says) */
     bool fail_register;             /* REGISTER AND IGNORE: CHECK CONDITION */
     unsigned conflict_preempts;     /* PREEMPTs refused regardless */
     unsigned tamper_at;             /* before this batch (1-based): the
                                      * source registers KEY again */
     unsigned batches;
     size_t batch_size[8];
-    uint8_t batch_sa[8][2];         /* service action of each command */
-    uint8_t batch_op[8][2];
+    uint8_t batch_sa[8][3];         /* service action of each command */
+    uint8_t batch_op[8][3];
 } FakeLun;
 
 static FakeLun f;
@@ -44,6 +53,39 @@ static EventLoop *loop;
 static int completions;
 static ScsiLun lun;
 static ScsiPr *pr;
+
+/* SPC-4 6.14.5: a descriptor per registration, each with an iSCSI
+ * TransportID (SPC-4 7.6.4.6, format 00b: the name, NUL-padded to a
+ * multiple of 4). */
+static size_t fake_full_status(uint8_t *buf, size_t len)
+{
+    uint8_t data[512] = { 0 };
+    size_t n = 8;
+    st_be32(data, f.generation);
+    for (int i = 0; i < NEXUS_MAX; i++) {
+        if (!f.key[i]) {
+            continue;
+        }
+        size_t name_len = strlen(nexus_name[i]) + 1;
+        size_t tid_len = 4 + ((name_len + 3) & ~(size_t)3);
+        uint8_t *d = &data[n];
+        st_be64(d, f.key[i]);
+        if (f.holder == i || (f.holder >= 0 &&
+                              scsi_pr_type_all_registrants(f.type))) {
+            d[12] = 0x01;
+            d[13] = f.type;
+        }
+        st_be32(&d[20], (uint32_t)tid_len);
+        d[24] = 0x05;           /* iSCSI */
+        st_be16(&d[26], (uint16_t)(tid_len - 4));
+        memcpy(&d[28], nexus_name[i], name_len);
+        n += 24 + tid_len;
+    }
+    st_be32(&data[4], (uint32_t)(n - 8));
+    n = n < len ? n : len;
+    memcpy(buf, data, n);
+    return n;
+}
 
 /* SPC-4 6.16.2, 6.16.3: READ KEYS and READ RESERVATION data. */
 static size_t fake_pr_in(uint8_t sa, uint8_t *buf, size_t len)
@@ -59,7 +101,7 @@ static size_t fake_pr_in(uint8_t sa, uint8_t *buf, size_t len)
             }
         }
     } else if (f.holder >= 0) {
-        st_be64(&data[8], scsi_pr_type_all_registrants(f.type) ? 0 :
+        st_be64(&data[8], scsi_pr_type_all_registrants(f.type) ? f.ar_key :
                 f.key[f.holder]);
         data[21] = f.type;
         n = 24;
@@ -84,8 +126,11 @@ static uint8_t fake_preempt(const ScsiPrOut *o)
     bool held_by_key = f.holder >= 0 &&
                        (scsi_pr_type_all_registrants(f.type) ||
                         f.key[f.holder] == o->sa_key);
-    if (f.key[NEXUS_SRC] == o->sa_key) {
-        f.key[NEXUS_SRC] = 0;
+    /* Every other registration with the key goes (5.13.11.2.4). */
+    for (int i = 0; i < NEXUS_MAX; i++) {
+        if (i != NEXUS_US && f.key[i] == o->sa_key) {
+            f.key[i] = 0;
+        }
     }
     if (held_by_key) {
         f.holder = NEXUS_US;
@@ -123,7 +168,7 @@ static bool fake_batch(void *opaque, ScsiPrCmd *cmds, size_t n,
                        Error **errp)
 {
     unsigned b = f.batches++;
-    assert_true(b < 8 && n <= 2);
+    assert_true(b < 8 && n <= 3);
     if (f.tamper_at == b + 1) {
         f.key[NEXUS_SRC] = KEY;
     }
@@ -139,6 +184,20 @@ static bool fake_batch(void *opaque, ScsiPrCmd *cmds, size_t n,
             continue;
         }
         assert_int_equal(c->cdb[0], SCSI_OP_PERSISTENT_RESERVE_IN);
+        if ((c->cdb[1] & 0x1f) == SCSI_PRIN_READ_FULL_STATUS) {
+            if (!f.full_status) {
+                /* ILLEGAL REQUEST, INVALID FIELD IN CDB (24h/00h) */
+                static const uint8_t sense[18] = { 0x70, 0, 0x05, 0, 0, 0,
+                                                   0, 10, 0, 0, 0, 0, 0x24 };
+                c->res.status = SAM_STAT_CHECK_CONDITION;
+                memcpy(c->res.sense, sense, sizeof(sense));
+                c->res.sense_len = sizeof(sense);
+                continue;
+            }
+            c->res.status = SAM_STAT_GOOD;
+            c->res.transferred = fake_full_status(c->buf, c->len);
+            continue;
+        }
         c->res.status = SAM_STAT_GOOD;
         c->res.transferred = fake_pr_in(c->cdb[1] & 0x1f, c->buf, c->len);
     }
@@ -156,6 +215,16 @@ static void source_holds(uint8_t type)
     f.type = type;
     assert_true(scsi_pr_post_load_sub(pr, &wire, &err));
     scsi_pr_post_load(pr);
+}
+
+/* source_holds, with the source's initiator name handed over too (the
+ * "scsi-block/pr-nexus" subsection). */
+static void source_holds_named(uint8_t type)
+{
+    char name[SCSI_PR_NAME_MAX] = SRC_NAME;
+    Error *err = NULL;
+    assert_true(scsi_pr_post_load_nexus(pr, name, &err));
+    source_holds(type);
 }
 
 static int setup(void **state)
@@ -340,16 +409,101 @@ static void test_register_failure_fails(void **state)
     assert_int_equal(f.key[NEXUS_US], 0);
 }
 
+/* Fenced before the handoff: another nexus preempted the source's key.
+ * The activation succeeds, registers nothing, tracks no key, and the
+ * guest's next command reports REGISTRATIONS PREEMPTED, once. */
+static void test_fenced_guest_runs_unregistered(void **state)
+{
+    uint8_t rd[10] = { SCSI_OP_READ_10 }, inq[6] = { SCSI_OP_INQUIRY };
+    ScsiRequest read = { .cdb_len = 10, .dir = SCSI_DIR_NONE,
+                         .complete = done };
+    ScsiRequest inquiry = { .cdb_len = 6, .dir = SCSI_DIR_NONE };
+    ScsiSense s;
+    char buf[512];
+    Error *err = NULL;
+    source_holds(SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+    f.key[NEXUS_SRC] = 0;       /* fenced meanwhile */
+    if (!scsi_pr_activate(pr, &err)) {
+        fail_msg("%s", error_get_pretty(err));
+    }
+    assert_int_equal(f.batches, 1);
+    assert_int_equal(f.key[NEXUS_US], 0);
+    assert_true(scsi_pr_is_active(pr));
+    assert_int_equal(scsi_pr_state(pr).key, 0);
+    assert_string_equal(query_str("pr-fenced", buf, sizeof(buf)),
+                        "0x5eed0000c0ffee01");
+    assert_string_equal(query_str("pr-check", buf, sizeof(buf)), "");
+    memcpy(read.cdb, rd, sizeof(rd));
+    memcpy(inquiry.cdb, inq, sizeof(inq));
+    /* SAM-5 5.14: INQUIRY neither reports nor clears it. */
+    assert_int_equal(scsi_pr_gate(pr, &inquiry), SCSI_PR_GATE_PASS);
+    assert_int_equal(scsi_pr_gate(pr, &read), SCSI_PR_GATE_DONE);
+    assert_int_equal(completions, 1);
+    assert_int_equal(read.status, SAM_STAT_CHECK_CONDITION);
+    assert_true(scsi_sense_parse(read.sense, read.sense_len, &s));
+    assert_true(scsi_sense_equal(s, SENSE_UA_REGISTRATIONS_PREEMPTED));
+    memset(&read.status, 0, sizeof(read.status));
+    assert_int_equal(scsi_pr_gate(pr, &read), SCSI_PR_GATE_PASS);
+    run_loop();
+    assert_int_equal(f.batches, 1);
+}
+
+/* READ FULL STATUS tells nexuses apart: the key is registered, but by
+ * the fencing node, which preempted the source with the guest's own key.
+ * Nothing is registered and the fencing node keeps the reservation. */
+static void test_full_status_same_key_fence(void **state)
+{
+    char buf[512];
+    Error *err = NULL;
+    f.full_status = true;
+    source_holds_named(SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+    f.key[NEXUS_SRC] = 0;
+    f.key[NEXUS_FENCER] = KEY;
+    f.holder = NEXUS_FENCER;
+    if (!scsi_pr_activate(pr, &err)) {
+        fail_msg("%s", error_get_pretty(err));
+    }
+    assert_int_equal(f.batches, 1);
+    assert_int_equal(f.batch_size[0], 3);
+    assert_int_equal(f.batch_sa[0][2], SCSI_PRIN_READ_FULL_STATUS);
+    assert_int_equal(f.key[NEXUS_US], 0);
+    assert_int_equal(f.key[NEXUS_FENCER], KEY);
+    assert_int_equal(f.holder, NEXUS_FENCER);
+    assert_int_equal(scsi_pr_state(pr).key, 0);
+    assert_string_equal(query_str("pr-fenced", buf, sizeof(buf)),
+                        "0x5eed0000c0ffee01");
+}
+
+/* With READ FULL STATUS and no fence: it rides in round trip 1, the
+ * takeover still takes two. */
+static void test_full_status_takeover(void **state)
+{
+    char buf[512];
+    Error *err = NULL;
+    f.full_status = true;
+    source_holds_named(SCSI_PR_TYPE_EXCLUSIVE_ACCESS);
+    assert_true(scsi_pr_activate(pr, &err));
+    assert_int_equal(f.batch_size[0], 3);
+    expect_register_and_preempt(1);
+    assert_int_equal(query_int("pr-takeover-round-trips"), 2);
+    expect_we_hold(SCSI_PR_TYPE_EXCLUSIVE_ACCESS);
+    run_loop();
+    assert_string_equal(query_str("pr-check", buf, sizeof(buf)), "ok");
+}
+
+/* Any other contradiction still refuses: the key is registered but the
+ * reservation changed type behind the handoff. Nothing is registered. */
 static void test_verify_refusal_registers_nothing(void **state)
 {
     Error *err = NULL;
     source_holds(SCSI_PR_TYPE_WRITE_EXCLUSIVE);
-    f.key[NEXUS_SRC] = 0x7777;  /* fenced meanwhile */
+    f.type = SCSI_PR_TYPE_EXCLUSIVE_ACCESS;
     assert_false(scsi_pr_activate(pr, &err));
-    assert_non_null(strstr(error_get_pretty(err), "no longer registered"));
+    assert_non_null(strstr(error_get_pretty(err), "another type"));
     error_free(err);
     assert_int_equal(f.batches, 1);
     assert_int_equal(f.key[NEXUS_US], 0);
+    assert_false(scsi_pr_is_active(pr));
 }
 
 static void test_check_finds_contradiction(void **state)
@@ -357,7 +511,7 @@ static void test_check_finds_contradiction(void **state)
     char buf[512];
     Error *err = NULL;
     f.tamper_at = 3;            /* the source registers again after */
-    source_holds(SCSI_PR_TYPE_WE_ALL_REGISTRANTS);
+    source_holds(SCSI_PR_TYPE_WE_REGISTRANTS_ONLY);
     assert_true(scsi_pr_activate(pr, &err));
     assert_int_equal(query_int("pr-takeover-round-trips"), 2);
     assert_true(scsi_pr_is_active(pr));
@@ -367,6 +521,41 @@ static void test_check_finds_contradiction(void **state)
     assert_non_null(strstr(check, "the previous holder is still "
                            "registered"));
     assert_non_null(strstr(check, "0x5eed0000c0ffee01 0x5eed0000c0ffee01"));
+}
+
+/* ALL REGISTRANTS: the takeover is a REGISTER alone (every registrant
+ * holds the reservation, SPC-4 5.13.10); the source's registration may
+ * remain until it removes it after the switchover. */
+static void test_all_registrants_register_only(void **state)
+{
+    char buf[512];
+    Error *err = NULL;
+    source_holds(SCSI_PR_TYPE_EA_ALL_REGISTRANTS);
+    assert_true(scsi_pr_activate(pr, &err));
+    assert_int_equal(f.batches, 2);
+    assert_int_equal(f.batch_size[1], 1);
+    assert_int_equal(f.batch_sa[1][0], SCSI_PROUT_REGISTER_AND_IGNORE);
+    assert_int_equal(f.key[NEXUS_US], KEY);
+    assert_int_equal(f.key[NEXUS_SRC], KEY);
+    assert_int_equal(f.holder, NEXUS_SRC);
+    run_loop();
+    assert_string_equal(query_str("pr-check", buf, sizeof(buf)), "ok");
+}
+
+/* A LUN whose ALL REGISTRANTS reservation reports a nonzero key (tgt
+ * after a PREEMPT freed the registration it points at) is not ok: SPC-4
+ * 5.13.10 says READ RESERVATION reports zero. */
+static void test_check_all_registrants_key(void **state)
+{
+    char buf[512];
+    Error *err = NULL;
+    source_holds(SCSI_PR_TYPE_WE_ALL_REGISTRANTS);
+    assert_true(scsi_pr_activate(pr, &err));
+    f.ar_key = 0x363230322e6e7169ull;
+    run_loop();
+    const char *check = query_str("pr-check", buf, sizeof(buf));
+    assert_non_null(strstr(check, "an ALL REGISTRANTS reservation reports "
+                           "a nonzero key"));
 }
 
 static void test_check_follows_the_lun_to_its_loop(void **state)
@@ -431,6 +620,47 @@ static void test_read_back_follows_the_lun_to_its_loop(void **state)
     loop_free(running);
 }
 
+/* A guest PREEMPT AND ABORT (SPC-4 5.13.11.5: a PREEMPT that also
+ * aborts the preempted nexus' tasks). tgt refuses it as an unsupported
+ * service action, so it is tested here: tracked like a PREEMPT, its
+ * outcome read back from the LUN, and handed over with the new type. */
+static void test_guest_preempt_and_abort_read_back(void **state)
+{
+    uint8_t cdb[SCSI_PR_OUT_CDB_LEN], param[SCSI_PR_OUT_PARAM_LEN];
+    struct iovec iov = { .iov_base = param, .iov_len = sizeof(param) };
+    ScsiRequest out = { .lun = &lun, .cdb_len = 10, .dir = SCSI_DIR_TO_DEV,
+                        .iov = &iov, .iovcnt = 1,
+                        .data_len = sizeof(param), .complete = done };
+    ScsiPrWire wire;
+    char buf[512];
+    Error *err = NULL;
+    source_holds(SCSI_PR_TYPE_WRITE_EXCLUSIVE);
+    assert_true(scsi_pr_activate(pr, &err));
+    run_loop();
+    assert_string_equal(query_str("pr-check", buf, sizeof(buf)), "ok");
+    assert_int_equal(f.batches, 3);
+    scsi_pr_out_encode(SCSI_PROUT_PREEMPT_AND_ABORT,
+                       SCSI_PR_TYPE_EA_REGISTRANTS_ONLY, KEY, 0x7777, cdb,
+                       param);
+    memcpy(out.cdb, cdb, sizeof(cdb));
+    assert_int_equal(scsi_pr_gate(pr, &out), SCSI_PR_GATE_PASS);
+    /* The LUN ran it: this nexus holds the new type. */
+    f.type = SCSI_PR_TYPE_EA_REGISTRANTS_ONLY;
+    out.status = SAM_STAT_GOOD;
+    scsi_pr_filter(NULL, &out, pr);
+    run_loop();
+    assert_int_equal(f.batches, 4);
+    assert_int_equal(f.batch_size[3], 1);
+    assert_int_equal(f.batch_op[3][0], SCSI_OP_PERSISTENT_RESERVE_IN);
+    assert_int_equal(f.batch_sa[3][0], SCSI_PRIN_READ_RESERVATION);
+    ScsiPrState st = scsi_pr_state(pr);
+    assert_int_equal(st.key, KEY);
+    assert_int_equal(st.type, SCSI_PR_TYPE_EA_REGISTRANTS_ONLY);
+    assert_true(scsi_pr_pre_save(pr, &wire, &err));
+    assert_int_equal(wire.key, KEY);
+    assert_int_equal(wire.type, SCSI_PR_TYPE_EA_REGISTRANTS_ONLY);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -444,14 +674,26 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_register_failure_fails, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_fenced_guest_runs_unregistered,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_refusal_registers_nothing,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_status_same_key_fence,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_status_takeover, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_check_finds_contradiction,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_all_registrants_register_only,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_all_registrants_key,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_follows_the_lun_to_its_loop,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_read_back_follows_the_lun_to_its_loop, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_guest_preempt_and_abort_read_back, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
