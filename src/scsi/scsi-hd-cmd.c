@@ -1,6 +1,6 @@
 /* scsi-hd commands answered without the backend: INQUIRY and its VPD
  * pages, READ CAPACITY, REQUEST SENSE, TEST UNIT READY, START STOP UNIT,
- * REPORT LUNS, VERIFY. */
+ * REPORT LUNS. */
 #include "scsi/scsi-hd.h"
 #include "util/log.h"
 
@@ -225,36 +225,4 @@ void hd_cmd_start_stop(ScsiHd *hd, ScsiRequest *req)
 void hd_cmd_report_luns(ScsiHd *hd, ScsiRequest *req)
 {
     scsi_bus_answer_report_luns(hd->bus, req);
-}
-
-void hd_cmd_verify(ScsiHd *hd, ScsiRequest *req)
-{
-    const uint8_t *cdb = req->cdb;
-    uint64_t lba;
-    uint32_t n;
-
-    switch (cdb[0]) {
-    case SCSI_OP_VERIFY_10:
-        lba = ld_be32(&cdb[2]);
-        n = ld_be16(&cdb[7]);
-        break;
-    case SCSI_OP_VERIFY_12:
-        lba = ld_be32(&cdb[2]);
-        n = ld_be32(&cdb[6]);
-        break;
-    default:
-        lba = ld_be64(&cdb[2]);
-        n = ld_be32(&cdb[10]);
-        break;
-    }
-    /* SBC-3 5.33: BYTCHK 0 only (no data-out compare). */
-    if (cdb[1] & 0x06) {
-        scsi_req_complete_sense(req, SENSE_INVALID_FIELD_IN_CDB);
-        return;
-    }
-    if (!hd_range_ok(hd, lba, n)) {
-        scsi_req_complete_sense(req, SENSE_LBA_OUT_OF_RANGE);
-        return;
-    }
-    scsi_req_complete_good(req, 0);
 }

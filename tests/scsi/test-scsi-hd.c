@@ -179,7 +179,7 @@ static void test_inquiry_vpd(void **state)
     r = CMD_IN(d, sizeof(d), SCSI_OP_INQUIRY, 1, 0xb0, 0, 255, 0);
     assert_good(&r);
     assert_int_equal(ld_be16(&d[2]), 0x3c);
-    assert_int_equal(ld_be32(&d[20]), 1u << 22);    /* max unmap LBAs */
+    assert_int_equal(ld_be32(&d[20]), 1u << 20);    /* max unmap LBAs */
     assert_int_equal(ld_be32(&d[24]), 255);         /* max descriptors */
     assert_int_equal(ld_be32(&d[8]), 65535);        /* max transfer */
 
@@ -320,7 +320,238 @@ static void test_sync_cache_verify(void **state)
     r = CMD_NONE(SCSI_OP_VERIFY_16, 0, 0, 0, 0, 0, 0, 0, 0x07, 0xff, 0, 0,
                  0, 2, 0, 0);
     assert_sense(&r, SENSE_LBA_OUT_OF_RANGE);
-    r = CMD_NONE(SCSI_OP_VERIFY_10, 0x02, 0, 0, 0, 0, 0, 0, 8, 0);
+    /* BYTCHK 10b is reserved (SBC-3 5.33). */
+    r = CMD_NONE(SCSI_OP_VERIFY_10, 0x04, 0, 0, 0, 0, 0, 0, 8, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+}
+
+/* MISCOMPARE DURING VERIFY OPERATION with INFORMATION = offset. */
+static void assert_miscompare(const HdCmdResult *r, uint32_t offset)
+{
+    assert_sense(r, SENSE_MISCOMPARE_VERIFY);
+    assert_int_equal(r->req.sense[0] & 0x80, 0x80);         /* VALID */
+    assert_int_equal(ld_be32(&r->req.sense[3]), offset);
+}
+
+static void test_verify_bytchk(void **state)
+{
+    static uint8_t data[4 * BS];
+    fill(data, sizeof(data), 21);
+    write_image(20 * BS, data, sizeof(data));
+
+    /* SBC-3 5.33, BYTCHK 01b: equal data is GOOD. */
+    HdCmdResult r = CMD_OUT(data, 4 * BS, SCSI_OP_VERIFY_10, 0x02, 0, 0, 0,
+                            20, 0, 0, 4, 0);
+    assert_good(&r);
+    assert_int_equal(r.req.residual, 0);
+    r = CMD_OUT(data, 4 * BS, SCSI_OP_VERIFY_12, 0x02, 0, 0, 0, 20, 0, 0,
+                0, 4, 0, 0);
+    assert_good(&r);
+    r = CMD_OUT(data, 2 * BS, SCSI_OP_VERIFY_16, 0x02, 0, 0, 0, 0, 0, 0, 0,
+                22, 0, 0, 0, 2, 0, 0);
+    assert_good(&r);
+    /* One byte differs: MISCOMPARE, its offset in the data-out. */
+    data[3 * BS + 17] ^= 0x40;
+    r = CMD_OUT(data, 4 * BS, SCSI_OP_VERIFY_10, 0x02, 0, 0, 0, 20, 0, 0, 4,
+                0);
+    assert_miscompare(&r, 3 * BS + 17);
+    data[3 * BS + 17] ^= 0x40;
+    /* BYTCHK 00b: medium verification only, no data-out. */
+    r = CMD_NONE(SCSI_OP_VERIFY_10, 0, 0, 0, 0, 20, 0, 0, 4, 0);
+    assert_good(&r);
+
+    /* BYTCHK 11b: one block of data-out against every block. */
+    write_image(30 * BS, data, BS);
+    write_image(31 * BS, data, BS);
+    write_image(32 * BS, data, BS);
+    r = CMD_OUT(data, BS, SCSI_OP_VERIFY_16, 0x06, 0, 0, 0, 0, 0, 0, 0, 30,
+                0, 0, 0, 3, 0, 0);
+    assert_good(&r);
+    r = CMD_OUT(data, BS, SCSI_OP_VERIFY_16, 0x06, 0, 0, 0, 0, 0, 0, 0, 30,
+                0, 0, 0, 4, 0, 0);
+    assert_miscompare(&r, 0);
+
+    /* Beyond the end: LBA OUT OF RANGE, before anything else. */
+    r = CMD_OUT(data, 2 * BS, SCSI_OP_VERIFY_10, 0x02, 0, 0, 0x07, 0xff, 0,
+                0, 2, 0);
+    assert_sense(&r, SENSE_LBA_OUT_OF_RANGE);
+    r = CMD_OUT(data, 2 * BS, SCSI_OP_VERIFY_16, 0x02, 0xff, 0xff, 0xff,
+                0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 2, 0, 0);
+    assert_sense(&r, SENSE_LBA_OUT_OF_RANGE);
+    /* BYTCHK 10b is reserved; VRPROTECT needs protection information. */
+    r = CMD_OUT(data, BS, SCSI_OP_VERIFY_10, 0x04, 0, 0, 0, 20, 0, 0, 1, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+    r = CMD_OUT(data, BS, SCSI_OP_VERIFY_10, 0x22, 0, 0, 0, 20, 0, 0, 1, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+    /* Verification length 0: nothing, GOOD. */
+    r = CMD_NONE(SCSI_OP_VERIFY_10, 0x02, 0, 0, 0, 20, 0, 0, 0, 0);
+    assert_good(&r);
+    /* Data-out shorter than the verification length: overrun. */
+    r = CMD_OUT(data, BS, SCSI_OP_VERIFY_10, 0x02, 0, 0, 0, 20, 0, 0, 2, 0);
+    assert_int_equal(r.req.response, SCSI_RESP_OVERRUN);
+}
+
+#define CAW(buf, len, lba, n) CMD_OUT(buf, len, SCSI_OP_COMPARE_AND_WRITE, \
+    0, 0, 0, 0, 0, 0, 0, 0, (lba), 0, 0, 0, (n), 0, 0)
+
+static void test_compare_and_write(void **state)
+{
+    static uint8_t old[2 * BS], buf[4 * BS], file[2 * BS];
+    fill(old, sizeof(old), 33);
+    write_image(50 * BS, old, sizeof(old));
+
+    /* SBC-3 5.2: verify data equal: the write data is written. */
+    memcpy(buf, old, 2 * BS);
+    fill(buf + 2 * BS, 2 * BS, 99);
+    HdCmdResult r = CAW(buf, 4 * BS, 50, 2);
+    assert_good(&r);
+    read_image(50 * BS, file, sizeof(file));
+    assert_memory_equal(file, buf + 2 * BS, 2 * BS);
+
+    /* Verify data different (now stale): MISCOMPARE at the first
+     * differing byte, nothing written. */
+    r = CAW(buf, 4 * BS, 50, 2);
+    size_t first = 0;
+    while (buf[first] == buf[2 * BS + first]) {
+        first++;
+    }
+    assert_miscompare(&r, (uint32_t)first);
+    read_image(50 * BS, file, sizeof(file));
+    assert_memory_equal(file, buf + 2 * BS, 2 * BS);
+
+    /* Zero blocks: nothing happens, GOOD. */
+    r = CMD_NONE(SCSI_OP_COMPARE_AND_WRITE, 0, 0, 0, 0, 0, 0, 0, 0, 50, 0,
+                 0, 0, 0, 0, 0);
+    assert_good(&r);
+    /* Beyond the end; WRPROTECT; data-out short of 2 x n blocks. */
+    r = CMD_OUT(buf, 4 * BS, SCSI_OP_COMPARE_AND_WRITE, 0, 0, 0, 0, 0, 0,
+                0, 0x07, 0xff, 0, 0, 0, 2, 0, 0);
+    assert_sense(&r, SENSE_LBA_OUT_OF_RANGE);
+    r = CMD_OUT(buf, 4 * BS, SCSI_OP_COMPARE_AND_WRITE, 0x20, 0, 0, 0, 0, 0,
+                0, 0, 50, 0, 0, 0, 2, 0, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+    r = CAW(buf, 3 * BS, 50, 2);
+    assert_int_equal(r.req.response, SCSI_RESP_OVERRUN);
+}
+
+static void async_done(ScsiRequest *req, void *opaque)
+{
+    int *order = opaque;
+    order[++order[0]] = (int)req->tag;
+}
+
+/* SBC-3 5.2: a WRITE overlapping a COMPARE AND WRITE in progress waits
+ * for it, so it cannot land between the compare and the write. */
+static void test_compare_and_write_serialised(void **state)
+{
+    static uint8_t old[BS], caw[2 * BS], wr[BS], other[BS], file[BS];
+    fill(old, sizeof(old), 1);
+    write_image(60 * BS, old, BS);
+    memcpy(caw, old, BS);
+    fill(caw + BS, BS, 2);
+    fill(wr, BS, 3);
+    fill(other, BS, 4);
+
+    struct iovec iov[3] = { { caw, sizeof(caw) }, { wr, BS },
+                            { other, BS } };
+    static const uint8_t cdbs[3][16] = {
+        { SCSI_OP_COMPARE_AND_WRITE, 0, 0, 0, 0, 0, 0, 0, 0, 60, 0, 0, 0,
+          1, 0, 0 },
+        { SCSI_OP_WRITE_16, 0, 0, 0, 0, 0, 0, 0, 0, 60, 0, 0, 0, 1, 0, 0 },
+        { SCSI_OP_WRITE_16, 0, 0, 0, 0, 0, 0, 0, 0, 61, 0, 0, 0, 1, 0, 0 },
+    };
+    ScsiRequest req[3];
+    int order[4] = { 0 };
+    for (int i = 0; i < 3; i++) {
+        memset(&req[i], 0, sizeof(req[i]));
+        memcpy(req[i].cdb, cdbs[i], 16);
+        req[i].cdb_len = 16;
+        req[i].dir = SCSI_DIR_TO_DEV;
+        req[i].iov = &iov[i];
+        req[i].iovcnt = 1;
+        req[i].data_len = iov[i].iov_len;
+        req[i].tag = (uint64_t)i + 1;
+        req[i].complete = async_done;
+        req[i].opaque = order;
+        scsi_bus_submit(t.bus, 0, &req[i]);
+    }
+    for (int i = 0; i < 500 && order[0] < 3; i++) {
+        loop_run_once(t.loop, 10);
+    }
+    assert_int_equal(order[0], 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(req[i].status, SAM_STAT_GOOD);
+    }
+    /* The overlapping WRITE came after the COMPARE AND WRITE; the one
+     * elsewhere did not wait for it. */
+    int pos_caw = 0, pos_wr = 0, pos_other = 0;
+    for (int i = 1; i <= 3; i++) {
+        pos_caw = order[i] == 1 ? i : pos_caw;
+        pos_wr = order[i] == 2 ? i : pos_wr;
+        pos_other = order[i] == 3 ? i : pos_other;
+    }
+    assert_true(pos_caw < pos_wr);
+    assert_true(pos_other < pos_wr);
+    read_image(60 * BS, file, BS);
+    assert_memory_equal(file, wr, BS);
+}
+
+static void test_write_verify(void **state)
+{
+    static uint8_t data[3 * BS], file[3 * BS];
+    fill(data, sizeof(data), 55);
+    /* SBC-3 5.41-5.43: written, read back and compared (BYTCHK 1). */
+    HdCmdResult r = CMD_OUT(data, 2 * BS, SCSI_OP_WRITE_VERIFY_10, 0x02, 0,
+                            0, 0, 70, 0, 0, 2, 0);
+    assert_good(&r);
+    read_image(70 * BS, file, 2 * BS);
+    assert_memory_equal(file, data, 2 * BS);
+    fill(data, sizeof(data), 56);
+    r = CMD_OUT(data, 3 * BS, SCSI_OP_WRITE_VERIFY_12, 0, 0, 0, 0, 70, 0, 0,
+                0, 3, 0, 0);
+    assert_good(&r);
+    read_image(70 * BS, file, 3 * BS);
+    assert_memory_equal(file, data, 3 * BS);
+    fill(data, sizeof(data), 57);
+    r = CMD_OUT(data, BS, SCSI_OP_WRITE_VERIFY_16, 0x02, 0, 0, 0, 0, 0, 0, 0,
+                72, 0, 0, 0, 1, 0, 0);
+    assert_good(&r);
+    read_image(72 * BS, file, BS);
+    assert_memory_equal(file, data, BS);
+
+    r = CMD_OUT(data, 2 * BS, SCSI_OP_WRITE_VERIFY_10, 0x02, 0, 0, 0x07,
+                0xff, 0, 0, 2, 0);
+    assert_sense(&r, SENSE_LBA_OUT_OF_RANGE);
+    /* BYTCHK 10b/11b reserved; WRPROTECT. */
+    r = CMD_OUT(data, BS, SCSI_OP_WRITE_VERIFY_10, 0x04, 0, 0, 0, 70, 0, 0,
+                1, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+    r = CMD_OUT(data, BS, SCSI_OP_WRITE_VERIFY_10, 0x20, 0, 0, 0, 70, 0, 0,
+                1, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+    r = CMD_NONE(SCSI_OP_WRITE_VERIFY_10, 0, 0, 0, 0, 70, 0, 0, 0, 0);
+    assert_good(&r);
+}
+
+static void test_orwrite(void **state)
+{
+    static uint8_t data[2 * BS], mask[2 * BS], file[2 * BS];
+    fill(data, sizeof(data), 66);
+    fill(mask, sizeof(mask), 91);
+    write_image(80 * BS, data, sizeof(data));
+    /* SBC-3 5.8, BMOP 000b: the blocks become old OR data-out. */
+    HdCmdResult r = CMD_OUT(mask, 2 * BS, SCSI_OP_ORWRITE_16, 0, 0, 0, 0, 0,
+                            0, 0, 0, 80, 0, 0, 0, 2, 0, 0);
+    assert_good(&r);
+    read_image(80 * BS, file, sizeof(file));
+    for (size_t i = 0; i < sizeof(file); i++) {
+        assert_int_equal(file[i], data[i] | mask[i]);
+    }
+    r = CMD_OUT(mask, 2 * BS, SCSI_OP_ORWRITE_16, 0, 0, 0, 0, 0, 0, 0, 0x07,
+                0xff, 0, 0, 0, 2, 0, 0);
+    assert_sense(&r, SENSE_LBA_OUT_OF_RANGE);
+    r = CMD_OUT(mask, 2 * BS, SCSI_OP_ORWRITE_16, 0x20, 0, 0, 0, 0, 0, 0, 0,
+                80, 0, 0, 0, 2, 0, 0);
     assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
 }
 
@@ -741,6 +972,11 @@ int main(void)
         T(test_read_write_all_sizes),
         T(test_read_write_errors),
         T(test_sync_cache_verify),
+        T(test_verify_bytchk),
+        T(test_compare_and_write),
+        T(test_compare_and_write_serialised),
+        T(test_write_verify),
+        T(test_orwrite),
         T(test_mode_sense),
         T(test_mode_select),
         T(test_start_stop),
