@@ -218,11 +218,15 @@ static ScsiSense hd_unmap_parse(ScsiHd *hd, const uint8_t *p, size_t len,
     if (*n > HD_MAX_UNMAP_DESCS) {
         return SENSE_INVALID_FIELD_IN_PARAM;
     }
+    uint64_t total = 0;
     for (unsigned i = 0; i < *n; i++) {
         const uint8_t *d = *descs + 16 * i;
         uint64_t lba = ld_be64(d);
         uint32_t cnt = ld_be32(&d[8]);
-        if (cnt > HD_MAX_UNMAP_BLOCKS) {
+        /* SBC-3 5.28: the total over all descriptors may not exceed
+         * MAXIMUM UNMAP LBA COUNT. */
+        total += cnt;
+        if (total > HD_MAX_UNMAP_BLOCKS) {
             return SENSE_INVALID_FIELD_IN_PARAM;
         }
         if (!hd_range_ok(hd, lba, cnt)) {

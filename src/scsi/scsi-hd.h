@@ -3,8 +3,9 @@
  * layer; controllers only see the ScsiLun.
  *
  * Decisions:
- *  - PERSISTENT RESERVE IN/OUT, RESERVE(6)/RELEASE(6): INVALID OPCODE
- *    (reservations are a scsi-block feature);
+ *  - PERSISTENT RESERVE IN/OUT: INVALID OPCODE (persistent reservations
+ *    are a scsi-block feature); RESERVE(6)/RELEASE(6) are served, with
+ *    the one I_T nexus of a virtio-scsi controller as the only holder;
  *  - MODE SELECT accepts a change of WCE in the caching page; every other
  *    field must equal its current value (INVALID FIELD IN PARAMETER LIST);
  *    SP=1 is refused (INVALID FIELD IN CDB, no saved pages);
@@ -48,6 +49,7 @@ typedef struct ScsiHd {
     /* Device state that migrates (scsi_hd_vmsd). */
     bool wce;                       /* caching mode page, WCE */
     bool stopped;                   /* START STOP UNIT with START=0 */
+    bool reserved;                  /* RESERVE(6) held by the nexus */
     bool ua_pending;
     uint8_t ua_key, ua_asc, ua_ascq;
 
@@ -69,7 +71,7 @@ typedef void HdCmdFunc(ScsiHd *hd, ScsiRequest *req);
 /* scsi-hd-cmd.c: non-I/O commands. */
 HdCmdFunc hd_cmd_inquiry, hd_cmd_read_capacity_10, hd_cmd_service_action_in,
     hd_cmd_request_sense, hd_cmd_test_unit_ready, hd_cmd_start_stop,
-    hd_cmd_report_luns;
+    hd_cmd_report_luns, hd_cmd_prefetch, hd_cmd_reserve, hd_cmd_release;
 
 /* scsi-hd-cmp.c: commands that compare or read back. */
 HdCmdFunc hd_cmd_verify, hd_cmd_write_verify, hd_cmd_compare_and_write,

@@ -6,6 +6,7 @@
 
 #include "block/ownership.h"
 #include "hd-harness.h"
+#include "scsi/scsi-hd.h"
 
 #define IMG "scsi-hd-test.img"
 #define IMG_BLOCKS 2048u
@@ -93,6 +94,28 @@ static int setup(void **state)
                       "serial=SN-0042,wwn=0x5001405abcdef012", false);
 }
 
+/* Big enough (sparse) for every advertised length limit plus one. */
+#define BIG_BLOCKS ((1u << 22) + 64)
+
+static int setup_big(void **state)
+{
+    if (!hd_harness_make_image(IMG, (uint64_t)BIG_BLOCKS * BS)) {
+        return -1;
+    }
+    scsi_register_devices();
+    t.loop = loop_new(NULL);
+    t.bus = scsi_bus_new("scsi0", NULL);
+    t.blk = hd_harness_open("disk0", IMG, false);
+    t.dev = t.blk ? hd_harness_device("scsi-hd,id=hd0,drive=disk0,"
+                                      "bus=scsi0,lun=0", t.loop) : NULL;
+    if (!t.loop || !t.bus || !t.dev) {
+        return -1;
+    }
+    HdCmdResult r = CMD_NONE(SCSI_OP_TEST_UNIT_READY, 0, 0, 0, 0, 0);
+    assert_sense(&r, SENSE_UA_POWER_ON_RESET);
+    return 0;
+}
+
 static int setup_ro(void **state)
 {
     return setup_opts("scsi-hd,id=hd0,drive=disk0,bus=scsi0,lun=0", true);
@@ -128,22 +151,28 @@ static void test_unit_attention_once(void **state)
 
 static void test_inquiry_standard(void **state)
 {
-    uint8_t d[96];
+    uint8_t d[128];
     memset(d, 0xee, sizeof(d));
-    HdCmdResult r = CMD_IN(d, sizeof(d), SCSI_OP_INQUIRY, 0, 0, 0, 96, 0);
+    HdCmdResult r = CMD_IN(d, sizeof(d), SCSI_OP_INQUIRY, 0, 0, 0, 128, 0);
     assert_good(&r);
-    assert_int_equal(r.req.residual, 96 - 36);
+    assert_int_equal(r.req.residual, 128 - 96);
     assert_int_equal(d[0], 0x00);
-    assert_int_equal(d[4], 31);
+    assert_int_equal(d[4], 96 - 5);
     assert_memory_equal(&d[8], "STORMIG ", 8);
     assert_memory_equal(&d[16], "STORMIG DISK    ", 16);
-    assert_int_equal(d[36], 0xee);      /* nothing beyond the data */
+    /* SPC-4 6.6.2: version descriptors SAM-5, SPC-4 and SBC-3, which the
+     * 3Ch-byte Block Limits page implies (SBC-3 6.5.3). */
+    assert_int_equal(ld_be16(&d[58]), 0x00a0);
+    assert_int_equal(ld_be16(&d[60]), 0x0460);
+    assert_int_equal(ld_be16(&d[62]), 0x04c0);
+    assert_int_equal(ld_be16(&d[64]), 0);
+    assert_int_equal(d[96], 0xee);      /* nothing beyond the data */
     /* Allocation length 5: five bytes, the rest untouched. */
     memset(d, 0xee, sizeof(d));
     r = CMD_IN(d, sizeof(d), SCSI_OP_INQUIRY, 0, 0, 0, 5, 0);
     assert_good(&r);
-    assert_int_equal(r.req.residual, 96 - 5);
-    assert_int_equal(d[4], 31);
+    assert_int_equal(r.req.residual, 128 - 5);
+    assert_int_equal(d[4], 96 - 5);
     assert_int_equal(d[5], 0xee);
     /* A page code without EVPD is invalid. */
     r = CMD_IN(d, sizeof(d), SCSI_OP_INQUIRY, 0, 0x80, 0, 96, 0);
@@ -182,6 +211,8 @@ static void test_inquiry_vpd(void **state)
     assert_int_equal(ld_be32(&d[20]), 1u << 20);    /* max unmap LBAs */
     assert_int_equal(ld_be32(&d[24]), 255);         /* max descriptors */
     assert_int_equal(ld_be32(&d[8]), 65535);        /* max transfer */
+    assert_int_equal(d[5], 255);                    /* max compare+write */
+    assert_int_equal(ld_be64(&d[36]), 1u << 22);    /* max write same */
 
     r = CMD_IN(d, sizeof(d), SCSI_OP_INQUIRY, 1, 0xb1, 0, 255, 0);
     assert_good(&r);
@@ -555,6 +586,52 @@ static void test_orwrite(void **state)
     assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
 }
 
+static void test_prefetch(void **state)
+{
+    /* SBC-3 5.9/5.10: in range, GOOD (nothing cached to promise). */
+    HdCmdResult r = CMD_NONE(SCSI_OP_PREFETCH_10, 0, 0, 0, 0, 10, 0, 0, 8,
+                             0);
+    assert_good(&r);
+    r = CMD_NONE(SCSI_OP_PREFETCH_16, 0x02, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0,
+                 0, 8, 0, 0);
+    assert_good(&r);
+    r = CMD_NONE(SCSI_OP_PREFETCH_10, 0, 0, 0, 0x07, 0xff, 0, 0, 2, 0);
+    assert_sense(&r, SENSE_LBA_OUT_OF_RANGE);
+    r = CMD_NONE(SCSI_OP_PREFETCH_16, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                 0xff, 0xff, 0, 0, 0, 2, 0, 0);
+    assert_sense(&r, SENSE_LBA_OUT_OF_RANGE);
+}
+
+static void test_reserve_release(void **state)
+{
+    ScsiHd *hd = (ScsiHd *)t.dev;
+    /* SPC-2 7.21: the one nexus takes the reservation, again, and keeps
+     * every command. */
+    HdCmdResult r = CMD_NONE(SCSI_OP_RESERVE_6, 0, 0, 0, 0, 0);
+    assert_good(&r);
+    assert_true(hd->reserved);
+    r = CMD_NONE(SCSI_OP_RESERVE_6, 0, 0, 0, 0, 0);
+    assert_good(&r);
+    r = CMD_NONE(SCSI_OP_TEST_UNIT_READY, 0, 0, 0, 0, 0);
+    assert_good(&r);
+    /* SPC-2 7.17: RELEASE drops it; releasing again is no error. */
+    r = CMD_NONE(SCSI_OP_RELEASE_6, 0, 0, 0, 0, 0);
+    assert_good(&r);
+    assert_false(hd->reserved);
+    r = CMD_NONE(SCSI_OP_RELEASE_6, 0, 0, 0, 0, 0);
+    assert_good(&r);
+    /* Extent and third-party forms are refused. */
+    r = CMD_NONE(SCSI_OP_RESERVE_6, 0x01, 0, 0, 0, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+    r = CMD_NONE(SCSI_OP_RELEASE_6, 0x10, 0, 0, 0, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+    /* SPC-2 5.5.1: a logical unit reset releases it. */
+    r = CMD_NONE(SCSI_OP_RESERVE_6, 0, 0, 0, 0, 0);
+    assert_good(&r);
+    scsi_bus_tmf(t.bus, 0, SCSI_TMF_LOGICAL_UNIT_RESET, 0, NULL, NULL);
+    assert_false(hd->reserved);
+}
+
 static void test_mode_sense(void **state)
 {
     uint8_t d[255];
@@ -815,6 +892,72 @@ static void test_unmap(void **state)
     assert_good(&r);
 }
 
+/* Every limit the Block Limits VPD page advertises (SBC-3 6.5.3) is
+ * enforced: one more block is INVALID FIELD IN CDB (or IN PARAMETER
+ * LIST for UNMAP), the limit itself is accepted. */
+static void test_length_limits(void **state)
+{
+    const size_t max_bytes = 65535u * BS;
+    uint8_t *buf = calloc(1, max_bytes + BS);
+    assert_non_null(buf);
+    HdCmdResult r = CMD_IN(buf, max_bytes, SCSI_OP_READ_16, 0, 0, 0, 0, 0,
+                           0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0);
+    assert_good(&r);
+    assert_int_equal(r.req.residual, 0);
+    /* 65536 blocks with a buffer that would hold them. */
+    r = CMD_OUT(buf, max_bytes + BS, SCSI_OP_WRITE_16, 0, 0, 0, 0, 0, 0, 0,
+                0, 0, 0, 1, 0, 0, 0, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+    r = CMD_OUT(buf, max_bytes + BS, SCSI_OP_WRITE_12, 0, 0, 0, 0, 0, 0, 1,
+                0, 0, 0, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+    r = CMD_IN(buf, max_bytes + BS, SCSI_OP_READ_12, 0, 0, 0, 0, 0, 0, 1, 0,
+               0, 0, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+    r = CMD_NONE(SCSI_OP_VERIFY_16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,
+                 0, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+    r = CMD_OUT(buf, max_bytes + BS, SCSI_OP_VERIFY_16, 0x02, 0, 0, 0, 0, 0,
+                0, 0, 0, 0, 1, 0, 0, 0, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+    r = CMD_OUT(buf, max_bytes + BS, SCSI_OP_WRITE_VERIFY_16, 0, 0, 0, 0, 0,
+                0, 0, 0, 0, 0, 1, 0, 0, 0, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+    r = CMD_OUT(buf, max_bytes + BS, SCSI_OP_ORWRITE_16, 0, 0, 0, 0, 0, 0,
+                0, 0, 0, 0, 1, 0, 0, 0, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+    r = CMD_NONE(SCSI_OP_PREFETCH_16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,
+                 0, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+    r = CMD_NONE(SCSI_OP_PREFETCH_16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff,
+                 0xff, 0, 0);
+    assert_good(&r);
+    free(buf);
+
+    /* MAXIMUM WRITE SAME LENGTH (NDOB, UNMAP: a hole punched). */
+    r = CMD_NONE(SCSI_OP_WRITE_SAME_16, 0x09, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                 0x40, 0, 1, 0, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+    r = CMD_NONE(SCSI_OP_WRITE_SAME_16, 0x09, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                 0x40, 0, 0, 0, 0);
+    assert_good(&r);
+
+    /* MAXIMUM UNMAP LBA COUNT, per descriptor and in all. */
+    static uint8_t p[8 + 16 * 2];
+    uint64_t lba[2] = { 0, 1u << 21 };
+    uint32_t cnt[2] = { (1u << 20) + 1, 1 };
+    size_t len = unmap_list(p, 1, lba, cnt);
+    r = UNMAP(p, len);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_PARAM);
+    cnt[0] = 1u << 20;
+    len = unmap_list(p, 2, lba, cnt);
+    r = UNMAP(p, len);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_PARAM);
+    len = unmap_list(p, 1, lba, cnt);
+    r = UNMAP(p, len);
+    assert_good(&r);
+}
+
 static void test_write_same(void **state)
 {
     uint8_t block[BS], file[BS];
@@ -866,8 +1009,6 @@ static void test_unsupported(void **state)
                 24, 0);
     assert_sense(&r, SENSE_INVALID_OPCODE);
     r = CMD_NONE(0xc7, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    assert_sense(&r, SENSE_INVALID_OPCODE);
-    r = CMD_NONE(SCSI_OP_RESERVE_6, 0, 0, 0, 0, 0);
     assert_sense(&r, SENSE_INVALID_OPCODE);
     /* A CDB shorter than its opcode needs. */
     r = cmd(0, (const uint8_t[]){ SCSI_OP_READ_16, 0, 0, 0 }, 4,
@@ -977,6 +1118,10 @@ int main(void)
         T(test_compare_and_write_serialised),
         T(test_write_verify),
         T(test_orwrite),
+        T(test_prefetch),
+        T(test_reserve_release),
+        cmocka_unit_test_setup_teardown(test_length_limits, setup_big,
+                                        teardown),
         T(test_mode_sense),
         T(test_mode_select),
         T(test_start_stop),
