@@ -173,7 +173,13 @@ void hd_cmd_service_action_in(ScsiHd *hd, ScsiRequest *req)
 {
     uint8_t d[32] = { 0 };
 
-    if ((req->cdb[1] & 0x1f) != SCSI_SAI_READ_CAPACITY_16) {
+    switch (req->cdb[1] & 0x1f) {
+    case SCSI_SAI_READ_CAPACITY_16:
+        break;
+    case SCSI_SAI_GET_LBA_STATUS:
+        hd_cmd_get_lba_status(hd, req);
+        return;
+    default:
         scsi_req_complete_sense(req, SENSE_INVALID_FIELD_IN_CDB);
         return;
     }

@@ -26,6 +26,7 @@ static const HdCmd hd_cmds[] = {
     { SCSI_OP_RELEASE_6, hd_cmd_release, false },
     { SCSI_OP_READ_CAPACITY_10, hd_cmd_read_capacity_10, false },
     { SCSI_OP_SERVICE_ACTION_IN_16, hd_cmd_service_action_in, false },
+    { SCSI_OP_MAINTENANCE_IN, hd_cmd_maintenance_in, false },
     { SCSI_OP_READ_6, hd_cmd_read, true },
     { SCSI_OP_READ_10, hd_cmd_read, true },
     { SCSI_OP_READ_12, hd_cmd_read, true },

@@ -77,6 +77,12 @@ HdCmdFunc hd_cmd_inquiry, hd_cmd_read_capacity_10, hd_cmd_service_action_in,
 HdCmdFunc hd_cmd_verify, hd_cmd_write_verify, hd_cmd_compare_and_write,
     hd_cmd_orwrite;
 
+/* scsi-hd-lba-status.c: GET LBA STATUS (from SERVICE ACTION IN(16)). */
+HdCmdFunc hd_cmd_get_lba_status;
+
+/* scsi-hd-opcodes.c: MAINTENANCE IN (REPORT SUPPORTED OPERATION CODES). */
+HdCmdFunc hd_cmd_maintenance_in;
+
 /* scsi-hd-mode.c: MODE SENSE / MODE SELECT. */
 HdCmdFunc hd_cmd_mode_sense, hd_cmd_mode_select;
 

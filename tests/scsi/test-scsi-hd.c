@@ -632,6 +632,117 @@ static void test_reserve_release(void **state)
     assert_false(hd->reserved);
 }
 
+#define RSOC(buf, len, opts, op, sa) CMD_IN(buf, len, SCSI_OP_MAINTENANCE_IN, \
+    0x0c, (opts), (op), 0, (sa), 0, 0, (uint8_t)((len) >> 8),              \
+    (uint8_t)(len), 0, 0)
+
+/* Whether a CDB made of opcode (and service action) alone ends with
+ * sense 'want'. */
+static bool opcode_gives(uint8_t op, uint8_t sa, bool servactv,
+                         ScsiSense want)
+{
+    uint8_t cdb[16] = { op, servactv ? sa : 0 };
+    size_t len = scsi_cdb_length(op) ? scsi_cdb_length(op) : 16;
+    HdCmdResult r = cmd(0, cdb, len, SCSI_DIR_NONE, NULL, 0);
+    ScsiSense got;
+    return r.req.response == SCSI_RESP_OK &&
+           r.req.status == SAM_STAT_CHECK_CONDITION &&
+           scsi_sense_parse(r.req.sense, r.req.sense_len, &got) &&
+           scsi_sense_equal(got, want);
+}
+
+static bool opcode_refused(uint8_t op, uint8_t sa, bool servactv)
+{
+    return opcode_gives(op, sa, servactv, SENSE_INVALID_OPCODE);
+}
+
+static void test_report_opcodes(void **state)
+{
+    static uint8_t d[4096];
+    bool listed[256] = { false };
+
+    /* SPC-4 6.35.2: all commands, 8-byte descriptors. */
+    HdCmdResult r = RSOC(d, sizeof(d), 0, 0, 0);
+    assert_good(&r);
+    uint32_t len = ld_be32(&d[0]);
+    assert_int_equal(len % 8, 0);
+    assert_true(len / 8 >= 35);
+    assert_int_equal(r.req.residual, sizeof(d) - 4 - len);
+    for (uint32_t off = 4; off < 4 + len; off += 8) {
+        uint8_t op = d[off];
+        bool servactv = d[off + 5] & 0x01;
+        listed[op] = true;
+        assert_int_equal(d[off + 5] & 0x02, 0);         /* no CTDP */
+        assert_int_equal(ld_be16(&d[off + 6]), scsi_cdb_length(op));
+        /* Every command listed is served (not an unknown opcode). */
+        assert_false(opcode_refused(op, d[off + 3], servactv));
+        /* A service action listed is served too. */
+        if (servactv) {
+            assert_false(opcode_gives(op, d[off + 3], true,
+                                      SENSE_INVALID_FIELD_IN_CDB));
+        }
+        if (op == SCSI_OP_SERVICE_ACTION_IN_16) {
+            assert_true(servactv);
+        }
+    }
+    assert_true(listed[SCSI_OP_COMPARE_AND_WRITE]);
+    assert_true(listed[SCSI_OP_VERIFY_16]);
+    /* Every command served is listed. */
+    for (int op = 0; op < 256; op++) {
+        if (!listed[op]) {
+            assert_true(opcode_refused((uint8_t)op, 0, false));
+        }
+    }
+
+    /* RCTD: CTDP and a 12-byte timeouts descriptor after each. */
+    r = RSOC(d, sizeof(d), 0x80, 0, 0);
+    assert_good(&r);
+    assert_int_equal(ld_be32(&d[0]), len / 8 * 20);
+    assert_int_equal(d[4 + 5] & 0x02, 0x02);
+    assert_int_equal(ld_be16(&d[4 + 8]), 0x0a);
+
+    /* SPC-4 6.35.3: one command without service action: READ(10). */
+    r = RSOC(d, sizeof(d), 1, SCSI_OP_READ_10, 0);
+    assert_good(&r);
+    assert_int_equal(d[1] & 0x07, 0x03);                /* supported */
+    assert_int_equal(ld_be16(&d[2]), 10);
+    assert_int_equal(d[4], SCSI_OP_READ_10);
+    assert_int_equal(d[4 + 9], 0x04);                   /* NACA */
+    assert_int_equal(r.req.residual, sizeof(d) - 14);
+    /* With RCTD: CTDP and the timeouts descriptor. */
+    r = RSOC(d, sizeof(d), 0x81, SCSI_OP_READ_10, 0);
+    assert_good(&r);
+    assert_int_equal(d[1], 0x83);
+    assert_int_equal(ld_be16(&d[14]), 0x0a);
+    /* With service action: READ CAPACITY(16). */
+    r = RSOC(d, sizeof(d), 2, SCSI_OP_SERVICE_ACTION_IN_16, 0x10);
+    assert_good(&r);
+    assert_int_equal(d[1] & 0x07, 0x03);
+    assert_int_equal(ld_be16(&d[2]), 16);
+    assert_int_equal(d[5], 0x1f);
+    /* An opcode not served: SUPPORT 001b, no usage data. */
+    r = RSOC(d, sizeof(d), 1, 0xc7, 0);
+    assert_good(&r);
+    assert_int_equal(d[1] & 0x07, 0x01);
+    assert_int_equal(ld_be16(&d[2]), 0);
+    /* Option 001b on an opcode with service actions, 010b on one
+     * without, reserved options: INVALID FIELD IN CDB. */
+    r = RSOC(d, sizeof(d), 1, SCSI_OP_SERVICE_ACTION_IN_16, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+    r = RSOC(d, sizeof(d), 2, SCSI_OP_READ_10, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+    r = RSOC(d, sizeof(d), 4, 0, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+    /* Allocation length 4: the header only. */
+    r = RSOC(d, 4, 0, 0, 0);
+    assert_good(&r);
+    assert_int_equal(ld_be32(&d[0]), len);
+    /* Another MAINTENANCE IN service action is an invalid field. */
+    r = CMD_IN(d, 64, SCSI_OP_MAINTENANCE_IN, 0x05, 0, 0, 0, 0, 0, 0, 0,
+               64, 0, 0);
+    assert_sense(&r, SENSE_INVALID_FIELD_IN_CDB);
+}
+
 static void test_mode_sense(void **state)
 {
     uint8_t d[255];
@@ -958,6 +1069,66 @@ static void test_length_limits(void **state)
     assert_good(&r);
 }
 
+#define GET_LBA_STATUS(buf, len, lba) CMD_IN(buf, len,                    \
+    SCSI_OP_SERVICE_ACTION_IN_16, 0x12, 0, 0, 0, 0, 0, 0,                  \
+    (uint8_t)((lba) >> 8), (uint8_t)(lba), 0, 0, 0, (uint8_t)(len), 0, 0)
+
+/* One LBA status descriptor: LBA, count, provisioning status. */
+static void assert_lba_status(uint16_t lba, uint32_t blocks, uint8_t status)
+{
+    uint8_t d[64];
+    memset(d, 0xee, sizeof(d));
+    HdCmdResult r = GET_LBA_STATUS(d, sizeof(d), lba);
+    assert_good(&r);
+    assert_int_equal(r.req.residual, sizeof(d) - 24);
+    assert_int_equal(ld_be32(&d[0]), 20);
+    assert_int_equal(ld_be64(&d[8]), lba);
+    assert_int_equal(ld_be32(&d[16]), blocks);
+    assert_int_equal(d[20] & 0x0f, status);
+}
+
+static void test_get_lba_status(void **state)
+{
+    /* SBC-3 5.5: a fresh (sparse) image is deallocated; data written at
+     * 512..519 (4 KiB, a file system block) is mapped. */
+    uint8_t data[8 * BS];
+    fill(data, sizeof(data), 17);
+    assert_lba_status(0, IMG_BLOCKS, 1);
+    HdCmdResult r = CMD_OUT(data, sizeof(data), SCSI_OP_WRITE_10, 0, 0, 0,
+                            0x02, 0x00, 0, 0, 8, 0);
+    assert_good(&r);
+    assert_lba_status(0, 512, 1);
+    assert_lba_status(100, 412, 1);
+    assert_lba_status(512, 8, 0);
+    assert_lba_status(516, 4, 0);
+    assert_lba_status(520, IMG_BLOCKS - 520, 1);
+    assert_lba_status(IMG_BLOCKS - 1, 1, 1);
+    /* UNMAP deallocates again (LBPRZ: punched). */
+    static uint8_t p[8 + 16];
+    uint64_t lba = 512;
+    uint32_t cnt = 8;
+    size_t len = unmap_list(p, 1, &lba, &cnt);
+    r = UNMAP(p, len);
+    assert_good(&r);
+    assert_lba_status(512, IMG_BLOCKS - 512, 1);
+
+    /* Past the last block; allocation length 0 and 16. */
+    uint8_t d[64];
+    r = GET_LBA_STATUS(d, sizeof(d), IMG_BLOCKS);
+    assert_sense(&r, SENSE_LBA_OUT_OF_RANGE);
+    r = CMD_IN(d, sizeof(d), SCSI_OP_SERVICE_ACTION_IN_16, 0x12, 0xff, 0xff,
+               0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 64, 0, 0);
+    assert_sense(&r, SENSE_LBA_OUT_OF_RANGE);
+    r = GET_LBA_STATUS(d, 0, 0);
+    assert_good(&r);
+    memset(d, 0xee, sizeof(d));
+    r = GET_LBA_STATUS(d, 16, 0);
+    assert_good(&r);
+    assert_int_equal(r.req.residual, 0);
+    assert_int_equal(ld_be32(&d[0]), 20);
+    assert_int_equal(d[16], 0xee);
+}
+
 static void test_write_same(void **state)
 {
     uint8_t block[BS], file[BS];
@@ -1120,6 +1291,8 @@ int main(void)
         T(test_orwrite),
         T(test_prefetch),
         T(test_reserve_release),
+        T(test_report_opcodes),
+        T(test_get_lba_status),
         cmocka_unit_test_setup_teardown(test_length_limits, setup_big,
                                         teardown),
         T(test_mode_sense),
