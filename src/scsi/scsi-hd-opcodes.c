@@ -3,7 +3,9 @@
  * IN, the opcode that carries it. The table below lists every command
  * scsi-hd serves with its CDB USAGE DATA: a one for each bit the device
  * server looks at (the opcode byte in full, then the fields it uses or
- * checks; the control byte's NACA, which is checked). A unit test checks
+ * checks; the control byte's NACA, which is checked). DPO is marked
+ * where the CDB has it: MODE SENSE reports DPOFUA = 1, and with no cache
+ * of our own there is nothing to keep out of one. A unit test checks
  * that it agrees with the dispatcher in both directions.
  */
 #include "scsi/scsi-hd.h"
@@ -33,10 +35,10 @@ static const HdOpcodeInfo hd_opcodes[] = {
     { 0x1a, 0, false, { 0x1a, 0x08, 0xff, 0xff, 0xff, NACA } },
     { 0x1b, 0, false, { 0x1b, 0, 0, 0, 0xf3, NACA } },  /* START STOP */
     { 0x25, 0, false, { 0x25, 0, LBA4, 0, 0, 0x01, NACA } },
-    { 0x28, 0, false, { 0x28, 0xe8, LBA4, 0, 0xff, 0xff, NACA } },
-    { 0x2a, 0, false, { 0x2a, 0xe8, LBA4, 0, 0xff, 0xff, NACA } },
-    { 0x2e, 0, false, { 0x2e, 0xe6, LBA4, 0, 0xff, 0xff, NACA } },
-    { 0x2f, 0, false, { 0x2f, 0xe6, LBA4, 0, 0xff, 0xff, NACA } },
+    { 0x28, 0, false, { 0x28, 0xf8, LBA4, 0, 0xff, 0xff, NACA } },
+    { 0x2a, 0, false, { 0x2a, 0xf8, LBA4, 0, 0xff, 0xff, NACA } },
+    { 0x2e, 0, false, { 0x2e, 0xf6, LBA4, 0, 0xff, 0xff, NACA } },
+    { 0x2f, 0, false, { 0x2f, 0xf6, LBA4, 0, 0xff, 0xff, NACA } },
     { 0x34, 0, false, { 0x34, 0, LBA4, 0, 0xff, 0xff, NACA } },
     { 0x35, 0, false, { 0x35, 0, LBA4, 0, 0xff, 0xff, NACA } },
     { 0x41, 0, false, { 0x41, 0xf8, LBA4, 0, 0xff, 0xff, NACA } },
@@ -44,12 +46,12 @@ static const HdOpcodeInfo hd_opcodes[] = {
     { 0x55, 0, false, { 0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, NACA } },
     { 0x5a, 0, false, { 0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff,
                         NACA } },
-    { 0x88, 0, false, { 0x88, 0xe8, LBA8, LBA4, 0, NACA } },
-    { 0x89, 0, false, { 0x89, 0xe8, LBA8, 0, 0, 0, 0xff, 0, NACA } },
-    { 0x8a, 0, false, { 0x8a, 0xe8, LBA8, LBA4, 0, NACA } },
-    { 0x8b, 0, false, { 0x8b, 0xe8, LBA8, LBA4, 0, NACA } },    /* ORWRITE */
-    { 0x8e, 0, false, { 0x8e, 0xe6, LBA8, LBA4, 0, NACA } },
-    { 0x8f, 0, false, { 0x8f, 0xe6, LBA8, LBA4, 0, NACA } },
+    { 0x88, 0, false, { 0x88, 0xf8, LBA8, LBA4, 0, NACA } },
+    { 0x89, 0, false, { 0x89, 0xf8, LBA8, 0, 0, 0, 0xff, 0, NACA } },
+    { 0x8a, 0, false, { 0x8a, 0xf8, LBA8, LBA4, 0, NACA } },
+    { 0x8b, 0, false, { 0x8b, 0xf8, LBA8, LBA4, 0, NACA } },    /* ORWRITE */
+    { 0x8e, 0, false, { 0x8e, 0xf6, LBA8, LBA4, 0, NACA } },
+    { 0x8f, 0, false, { 0x8f, 0xf6, LBA8, LBA4, 0, NACA } },
     { 0x90, 0, false, { 0x90, 0, LBA8, LBA4, 0, NACA } },      /* PRE-FETCH */
     { 0x91, 0, false, { 0x91, 0, LBA8, LBA4, 0, NACA } },
     { 0x93, 0, false, { 0x93, 0xf9, LBA8, LBA4, 0, NACA } },
@@ -60,10 +62,10 @@ static const HdOpcodeInfo hd_opcodes[] = {
     { 0xa0, 0, false, { 0xa0, 0, 0xff, 0, 0, 0, LBA4, 0, NACA } },
     { 0xa3, SCSI_MI_REPORT_SUPPORTED_OPCODES, true,
       { 0xa3, 0x1f, 0x87, 0xff, 0xff, 0xff, LBA4, 0, NACA } },
-    { 0xa8, 0, false, { 0xa8, 0xe8, LBA4, LBA4, 0, NACA } },
-    { 0xaa, 0, false, { 0xaa, 0xe8, LBA4, LBA4, 0, NACA } },
-    { 0xae, 0, false, { 0xae, 0xe6, LBA4, LBA4, 0, NACA } },
-    { 0xaf, 0, false, { 0xaf, 0xe6, LBA4, LBA4, 0, NACA } },
+    { 0xa8, 0, false, { 0xa8, 0xf8, LBA4, LBA4, 0, NACA } },
+    { 0xaa, 0, false, { 0xaa, 0xf8, LBA4, LBA4, 0, NACA } },
+    { 0xae, 0, false, { 0xae, 0xf6, LBA4, LBA4, 0, NACA } },
+    { 0xaf, 0, false, { 0xaf, 0xf6, LBA4, LBA4, 0, NACA } },
 };
 
 #define N_OPCODES (sizeof(hd_opcodes) / sizeof(hd_opcodes[0]))

@@ -361,6 +361,8 @@ static void test_report_opcodes(void **state)
     assert_int_equal(d[1] & 0x07, 0x03);                /* supported */
     assert_int_equal(ld_be16(&d[2]), 10);
     assert_int_equal(d[4], SCSI_OP_READ_10);
+    /* RDPROTECT checked, DPO and FUA served (DPOFUA = 1). */
+    assert_int_equal(d[4 + 1], 0xf8);
     assert_int_equal(d[4 + 9], 0x04);                   /* NACA */
     assert_int_equal(r.req.residual, sizeof(d) - 14);
     /* With RCTD: CTDP and the timeouts descriptor. */
@@ -368,6 +370,13 @@ static void test_report_opcodes(void **state)
     assert_good(&r);
     assert_int_equal(d[1], 0x83);
     assert_int_equal(ld_be16(&d[14]), 0x0a);
+    /* DPO in VERIFY(16) and WRITE AND VERIFY(16) too. */
+    r = RSOC(d, sizeof(d), 1, SCSI_OP_VERIFY_16, 0);
+    assert_good(&r);
+    assert_int_equal(d[4 + 1] & 0x10, 0x10);
+    r = RSOC(d, sizeof(d), 1, SCSI_OP_WRITE_VERIFY_16, 0);
+    assert_good(&r);
+    assert_int_equal(d[4 + 1] & 0x10, 0x10);
     /* With service action: READ CAPACITY(16). */
     r = RSOC(d, sizeof(d), 2, SCSI_OP_SERVICE_ACTION_IN_16, 0x10);
     assert_good(&r);
