@@ -9,6 +9,7 @@
  * that it agrees with the dispatcher in both directions.
  */
 #include "scsi/scsi-hd.h"
+#include "util/log.h"
 
 #include <string.h>
 
@@ -153,6 +154,9 @@ static void hd_cmd_report_opcodes(ScsiHd *hd, ScsiRequest *req)
     if (options == 0) {
         rsoc_all(&b, rctd);
     } else if (!rsoc_one(&b, options, cdb[3], ld_be16(&cdb[4]), rctd)) {
+        log_ratelimited(LOG_DEBUG, "scsi-hd %s: REPORT SUPPORTED OPERATION "
+                        "CODES option %u refused for opcode %02x",
+                        hd->dev.id, options, cdb[3]);
         bytebuf_free(&b);
         scsi_req_complete_sense(req, SENSE_INVALID_FIELD_IN_CDB);
         return;

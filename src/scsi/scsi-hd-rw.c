@@ -119,6 +119,8 @@ static void hd_cmd_rw(ScsiHd *hd, ScsiRequest *req, bool write)
     }
     /* SBC-3 5.8: above the Block Limits MAXIMUM TRANSFER LENGTH. */
     if (r.n > HD_MAX_XFER_BLOCKS) {
+        log_ratelimited(LOG_DEBUG, "scsi-hd %s: %u blocks above the "
+                        "maximum transfer length", hd->dev.id, r.n);
         scsi_req_complete_sense(req, SENSE_INVALID_FIELD_IN_CDB);
         return;
     }
