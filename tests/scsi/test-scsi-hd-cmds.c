@@ -181,6 +181,57 @@ static void test_compare_and_write_serialised(void **state)
     assert_memory_equal(file, wr, BS);
 }
 
+static void tmf_done(ScsiTmfResult res, void *opaque)
+{
+    *(int *)opaque = (int)res;
+}
+
+/* ABORT TASK of a WRITE waiting behind a COMPARE AND WRITE: it leaves the
+ * queue aborted, never reaching the image; the COMPARE AND WRITE ends. */
+static void test_compare_and_write_abort_waiter(void **state)
+{
+    static uint8_t caw[2 * BS], wr[BS], file[BS];
+    memset(caw, 0, BS);                 /* the image is zero: a match */
+    fill(caw + BS, BS, 7);
+    fill(wr, BS, 8);
+    struct iovec iov[2] = { { caw, sizeof(caw) }, { wr, BS } };
+    static const uint8_t cdbs[2][16] = {
+        { SCSI_OP_COMPARE_AND_WRITE, 0, 0, 0, 0, 0, 0, 0, 0, 90, 0, 0, 0,
+          1, 0, 0 },
+        { SCSI_OP_WRITE_16, 0, 0, 0, 0, 0, 0, 0, 0, 90, 0, 0, 0, 1, 0, 0 },
+    };
+    ScsiRequest req[2];
+    int order[3] = { 0 };
+    for (int i = 0; i < 2; i++) {
+        memset(&req[i], 0, sizeof(req[i]));
+        memcpy(req[i].cdb, cdbs[i], 16);
+        req[i].cdb_len = 16;
+        req[i].dir = SCSI_DIR_TO_DEV;
+        req[i].iov = &iov[i];
+        req[i].iovcnt = 1;
+        req[i].data_len = iov[i].iov_len;
+        req[i].tag = (uint64_t)i + 1;
+        req[i].complete = async_done;
+        req[i].opaque = order;
+        scsi_bus_submit(t.bus, 0, &req[i]);
+    }
+    int res = -1;
+    scsi_bus_tmf(t.bus, 0, SCSI_TMF_ABORT_TASK, 2, tmf_done, &res);
+    /* The waiter completed at once, aborted. */
+    assert_int_equal(order[0], 1);
+    assert_int_equal(order[1], 2);
+    assert_int_equal(req[1].response, SCSI_RESP_ABORTED);
+    for (int i = 0; i < 500 && order[0] < 2; i++) {
+        loop_run_once(t.loop, 10);
+    }
+    assert_int_equal(order[0], 2);
+    assert_int_equal(res, SCSI_TMF_COMPLETE);
+    assert_int_equal(req[0].response, SCSI_RESP_OK);
+    assert_int_equal(req[0].status, SAM_STAT_GOOD);
+    read_image(90 * BS, file, BS);
+    assert_memory_equal(file, caw + BS, BS);
+}
+
 static void test_write_verify(void **state)
 {
     static uint8_t data[3 * BS], file[3 * BS];
@@ -446,6 +497,13 @@ static void test_length_limits(void **state)
     r = CMD_NONE(SCSI_OP_PREFETCH_16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff,
                  0xff, 0, 0);
     assert_good(&r);
+    /* MAXIMUM COMPARE AND WRITE LENGTH is 255, the most its one-byte
+     * NUMBER OF LOGICAL BLOCKS can say: 255 blocks are served. */
+    memset(buf, 0, 2 * 255 * BS);
+    r = CMD_OUT(buf, 2 * 255 * BS, SCSI_OP_COMPARE_AND_WRITE, 0, 0, 0, 0, 0,
+                0, 0, 0, 0, 0, 0, 0, 255, 0, 0);
+    assert_good(&r);
+    assert_int_equal(r.req.residual, 0);
     free(buf);
 
     /* MAXIMUM WRITE SAME LENGTH (NDOB, UNMAP: a hole punched). */
@@ -539,6 +597,7 @@ int main(void)
         T(test_verify_bytchk),
         T(test_compare_and_write),
         T(test_compare_and_write_serialised),
+        T(test_compare_and_write_abort_waiter),
         T(test_write_verify),
         T(test_orwrite),
         T(test_prefetch),
