@@ -35,8 +35,9 @@ CONFIG_BLK_DEV_NVME:nvme
 CONFIG_VIRTIO_BLK:virtio_blk
 "
 
-# Busybox provides the shell and the basic tools; these come on top.
-TOOLS="/usr/bin/fio /usr/sbin/nvme"
+# Busybox provides the shell and the basic tools; these come on top
+# (iscsi-test-cu: libiscsi's SCSI conformance suite, run on /dev/sgN).
+TOOLS="/usr/bin/fio /usr/sbin/nvme /usr/bin/iscsi-test-cu"
 
 mkdir -p "$OUTDIR"
 OUTDIR=$(readlink -f "$OUTDIR")

@@ -9,6 +9,8 @@
 
 #include "block/block.h"
 
+typedef struct BlockStatusJob BlockStatusJob;
+
 #define BLK_DEFAULT_QUEUE_DEPTH 256
 #define BLK_MAX_QUEUE_DEPTH     4096
 
@@ -39,6 +41,8 @@ struct BlockBackend {
     EventLoop *loop;            /* NULL until blk_attach_loop */
     unsigned in_flight;
     unsigned sq_queued;         /* SQEs prepared, not yet submitted */
+    unsigned status_in_flight;  /* blk_block_status jobs (in in_flight) */
+    BlockStatusJob *status_done; /* finished by their threads (done_lock) */
 
     uint32_t debug_delay_ms;    /* BlockOpenOptions.debug_delay_ms */
     BlockDelayed *delayed;      /* held completions, oldest first */
@@ -49,6 +53,9 @@ struct BlockBackend {
     char *user;                 /* the device using it (blk_claim) */
     BlockBackend *next;
 };
+
+/* block-status.c: runs the callbacks of finished status jobs. */
+void blk_status_process_done(BlockBackend *blk);
 
 /* block-io.c */
 bool blk_io_init(BlockBackend *blk, Error **errp);

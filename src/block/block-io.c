@@ -475,6 +475,9 @@ static void process_completions(BlockBackend *blk, bool may_delay)
             req_done(req, res);
         }
     }
+    if (blk->status_in_flight) {
+        blk_status_process_done(blk);
+    }
 }
 
 static void on_completion_event(EventLoop *loop, int fd, int mask,
@@ -619,7 +622,15 @@ void blk_drain(BlockBackend *blk)
     while (blk->in_flight) {
         sq_flush(blk);
         struct io_uring_cqe *cqe;
-        int ret = io_uring_wait_cqe(&blk->ring, &cqe);
+        int ret;
+        if (blk->status_in_flight) {
+            /* Status jobs signal the eventfd, not the ring: poll. */
+            struct __kernel_timespec ts = { .tv_nsec = 1000000 };
+            ret = io_uring_wait_cqe_timeout(&blk->ring, &cqe, &ts);
+            ret = ret == -ETIME ? 0 : ret;
+        } else {
+            ret = io_uring_wait_cqe(&blk->ring, &cqe);
+        }
         if (ret < 0 && ret != -EINTR && ret != -EAGAIN) {
             log_error("block '%s': waiting for completions: %s",
                       blk->node_name, strerror(-ret));

@@ -97,6 +97,18 @@ int blk_discard(BlockBackend *blk, uint64_t offset, uint64_t bytes,
 int blk_write_zeroes(BlockBackend *blk, uint64_t offset, uint64_t bytes,
                      bool may_unmap, BlockCompletionFunc *cb, void *opaque);
 
+/* Allocation status (SEEK_DATA / SEEK_HOLE) of the image from offset on:
+ * cb gets whether those bytes hold data (allocated) or are a hole, and
+ * how many bytes from offset have that status (1..max_bytes, the status
+ * may go on beyond). Off the loop's thread (a helper thread) since the
+ * file system may block; cb runs on the attached loop. Returns 0, or
+ * -EINVAL (offset outside the disk, max_bytes 0), -ENOMEM, -EAGAIN (no
+ * thread) without calling cb. */
+typedef void BlockStatusFunc(void *opaque, int ret, bool allocated,
+                             uint64_t bytes);
+int blk_block_status(BlockBackend *blk, uint64_t offset, uint64_t max_bytes,
+                     BlockStatusFunc *cb, void *opaque);
+
 /* Waits (running the attached loop's completions) until nothing is in
  * flight. Call on the loop's thread or when that loop is not running. */
 void blk_drain(BlockBackend *blk);

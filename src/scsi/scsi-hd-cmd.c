@@ -1,6 +1,6 @@
 /* scsi-hd commands answered without the backend: INQUIRY and its VPD
  * pages, READ CAPACITY, REQUEST SENSE, TEST UNIT READY, START STOP UNIT,
- * REPORT LUNS, VERIFY. */
+ * REPORT LUNS, PRE-FETCH, RESERVE(6) and RELEASE(6). */
 #include "scsi/scsi-hd.h"
 #include "util/log.h"
 
@@ -59,6 +59,7 @@ static size_t vpd_block_limits(ScsiHd *hd, uint8_t *d)
     uint32_t gran = hd->discard_granularity / hd->block_size;
     /* SBC-3 6.5.3. */
     d[4] = 0x01;                                /* WSNZ */
+    d[5] = HD_MAX_CAW_BLOCKS;                   /* max compare and write */
     st_be16(&d[6], 1);                          /* opt. xfer granularity */
     st_be32(&d[8], HD_MAX_XFER_BLOCKS);         /* max transfer length */
     st_be32(&d[12], HD_MAX_XFER_BLOCKS);        /* optimal transfer */
@@ -115,10 +116,17 @@ bad_page:
     scsi_req_complete_sense(req, SENSE_INVALID_FIELD_IN_CDB);
 }
 
+/* Standard INQUIRY data (SPC-4 6.6.2) up to the version descriptors. */
+#define HD_STD_INQUIRY_LEN 96
+
+/* SPC-4 6.6.2: the standards claimed, from SPC-4 table 141: SAM-5,
+ * SPC-4, SBC-3 (no version given). */
+static const uint16_t hd_version_descriptors[] = { 0x00a0, 0x0460, 0x04c0 };
+
 void hd_cmd_inquiry(ScsiHd *hd, ScsiRequest *req)
 {
     const uint8_t *cdb = req->cdb;
-    uint8_t d[36] = { 0 };
+    uint8_t d[HD_STD_INQUIRY_LEN] = { 0 };
     size_t alloc_len = ld_be16(&cdb[3]);
 
     /* SPC-4 6.6: CMDDT is obsolete; a page code needs EVPD. */
@@ -138,6 +146,10 @@ void hd_cmd_inquiry(ScsiHd *hd, ScsiRequest *req)
     put_ascii(&d[8], 8, hd->vendor);
     put_ascii(&d[16], 16, hd->product);
     put_ascii(&d[32], 4, "0.1");
+    for (size_t i = 0; i < sizeof(hd_version_descriptors) /
+                           sizeof(hd_version_descriptors[0]); i++) {
+        st_be16(&d[58 + 2 * i], hd_version_descriptors[i]);
+    }
     hd_reply(req, d, sizeof(d), alloc_len);
 }
 
@@ -161,7 +173,13 @@ void hd_cmd_service_action_in(ScsiHd *hd, ScsiRequest *req)
 {
     uint8_t d[32] = { 0 };
 
-    if ((req->cdb[1] & 0x1f) != SCSI_SAI_READ_CAPACITY_16) {
+    switch (req->cdb[1] & 0x1f) {
+    case SCSI_SAI_READ_CAPACITY_16:
+        break;
+    case SCSI_SAI_GET_LBA_STATUS:
+        hd_cmd_get_lba_status(hd, req);
+        return;
+    default:
         scsi_req_complete_sense(req, SENSE_INVALID_FIELD_IN_CDB);
         return;
     }
@@ -227,34 +245,57 @@ void hd_cmd_report_luns(ScsiHd *hd, ScsiRequest *req)
     scsi_bus_answer_report_luns(hd->bus, req);
 }
 
-void hd_cmd_verify(ScsiHd *hd, ScsiRequest *req)
+void hd_cmd_prefetch(ScsiHd *hd, ScsiRequest *req)
 {
     const uint8_t *cdb = req->cdb;
-    uint64_t lba;
-    uint32_t n;
+    bool ten = cdb[0] == SCSI_OP_PREFETCH_10;
+    uint64_t lba = ten ? ld_be32(&cdb[2]) : ld_be64(&cdb[2]);
+    uint32_t n = ten ? ld_be16(&cdb[7]) : ld_be32(&cdb[10]);
 
-    switch (cdb[0]) {
-    case SCSI_OP_VERIFY_10:
-        lba = ld_be32(&cdb[2]);
-        n = ld_be16(&cdb[7]);
-        break;
-    case SCSI_OP_VERIFY_12:
-        lba = ld_be32(&cdb[2]);
-        n = ld_be32(&cdb[6]);
-        break;
-    default:
-        lba = ld_be64(&cdb[2]);
-        n = ld_be32(&cdb[10]);
-        break;
-    }
-    /* SBC-3 5.33: BYTCHK 0 only (no data-out compare). */
-    if (cdb[1] & 0x06) {
-        scsi_req_complete_sense(req, SENSE_INVALID_FIELD_IN_CDB);
-        return;
-    }
+    /* SBC-3 5.9/5.10: the range is checked like a read's (SBC-3 4.5),
+     * then the Block Limits MAXIMUM TRANSFER LENGTH (6.5.3). */
     if (!hd_range_ok(hd, lba, n)) {
         scsi_req_complete_sense(req, SENSE_LBA_OUT_OF_RANGE);
         return;
     }
+    if (n > HD_MAX_XFER_BLOCKS) {
+        scsi_req_complete_sense(req, SENSE_INVALID_FIELD_IN_CDB);
+        return;
+    }
+    /* The images are read without a device cache to fill (the host's
+     * page cache is not ours to promise): "the cache does not have
+     * sufficient capacity", so GOOD rather than CONDITION MET. */
+    scsi_req_complete_good(req, 0);
+}
+
+/*
+ * RESERVE(6) / RELEASE(6), SPC-2 7.21 / 7.17: the logical unit reserved
+ * for one I_T nexus. virtio-scsi gives every controller exactly one
+ * initiator port, so the requester is always the holder (a conflict
+ * needs a second nexus): RESERVE takes or keeps the reservation, RELEASE
+ * drops it, and a reset or nexus loss clears it (SPC-2 5.5.1). Extent
+ * and third-party reservations are obsolete and refused.
+ */
+void hd_cmd_reserve(ScsiHd *hd, ScsiRequest *req)
+{
+    /* SPC-2 7.21.1: 3RDPTY (bit 4), third-party device ID, LONGID and
+     * EXTENT (bit 0). */
+    if (req->cdb[1] & 0x1f) {
+        scsi_req_complete_sense(req, SENSE_INVALID_FIELD_IN_CDB);
+        return;
+    }
+    hd->reserved = true;
+    scsi_req_complete_good(req, 0);
+}
+
+void hd_cmd_release(ScsiHd *hd, ScsiRequest *req)
+{
+    /* SPC-2 7.17.1: the same obsolete fields. Releasing a reservation
+     * not held is no error. */
+    if (req->cdb[1] & 0x1f) {
+        scsi_req_complete_sense(req, SENSE_INVALID_FIELD_IN_CDB);
+        return;
+    }
+    hd->reserved = false;
     scsi_req_complete_good(req, 0);
 }

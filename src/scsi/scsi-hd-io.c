@@ -9,8 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void hd_io_free(HdIo *io)
+void hd_io_discard(HdIo *io)
 {
+    hd_lock_release(io);
     if (io->iov != io->iov_inline) {
         free(io->iov);
     }
@@ -43,18 +44,24 @@ void hd_io_finish(HdIo *io, int ret)
         log_ratelimited(LOG_WARN, "scsi-hd %s: opcode %02x failed: %s",
                         io->hd->dev.id, req->cdb[0], strerror(-ret));
         scsi_req_complete_sense(req, hd_errno_sense(io, ret));
+    } else if (io->miscompare) {
+        scsi_req_complete_sense_info(req, SENSE_MISCOMPARE_VERIFY,
+                                     io->miscompare_offset);
     } else {
-        if (io->kind == IO_READ && io->bounce) {
+        if (io->kind == IO_READ && io->bounce && !io->phased) {
             scsi_iov_from_buf(req->iov, req->iovcnt, 0, io->bounce,
                               io->xfer);
         }
         scsi_req_complete_good(req, io->xfer);
     }
-    hd_io_free(io);
+    hd_io_discard(io);
 }
 
 bool hd_io_next_step(HdIo *io)
 {
+    if (io->phased) {
+        return hd_cmp_next_phase(io);
+    }
     switch (io->kind) {
     case IO_UNMAP:
         while (io->next_desc < io->n_descs) {
@@ -184,6 +191,9 @@ static void hd_retry_kick(ScsiHd *hd)
 
 void hd_io_cancel(ScsiHd *hd, ScsiRequest *req)
 {
+    if (hd_lock_cancel(hd, req)) {
+        return;
+    }
     for (HdIo **p = &hd->retry_head, *prev = NULL; *p;
          prev = *p, p = &(*p)->next_retry) {
         HdIo *io = *p;
@@ -194,9 +204,16 @@ void hd_io_cancel(ScsiHd *hd, ScsiRequest *req)
             }
             /* Never reached the backend: complete it as aborted. */
             scsi_req_complete(req);
-            hd_io_free(io);
+            hd_io_discard(io);
             return;
         }
+    }
+}
+
+void hd_io_start(HdIo *io)
+{
+    if (hd_lock_acquire(io)) {
+        hd_io_issue(io);
     }
 }
 
@@ -218,6 +235,6 @@ HdIo *hd_io_new(ScsiHd *hd, ScsiRequest *req, HdIoKind kind)
 void hd_io_fail_nomem(HdIo *io)
 {
     ScsiRequest *req = io->req;
-    hd_io_free(io);
+    hd_io_discard(io);
     scsi_req_complete_sense(req, SENSE_ABORTED_COMMAND);
 }

@@ -48,11 +48,23 @@ static bool hd_decode_rw(ScsiRequest *req, HdRange *r)
     return true;
 }
 
-/* Checks shared by every command that writes. */
-static bool hd_check_write(ScsiHd *hd, ScsiRequest *req)
+bool hd_check_write(ScsiHd *hd, ScsiRequest *req)
 {
     if (hd->read_only) {
         scsi_req_complete_sense(req, SENSE_WRITE_PROTECTED);
+        return false;
+    }
+    return true;
+}
+
+bool hd_check_data_out(ScsiHd *hd, ScsiRequest *req, size_t bytes)
+{
+    if (bytes && (req->dir != SCSI_DIR_TO_DEV || req->data_len < bytes)) {
+        log_ratelimited(LOG_WARN, "scsi-hd %s: %zu-byte buffer for a "
+                        "%zu-byte data-out", hd->dev.id, req->data_len,
+                        bytes);
+        req->response = SCSI_RESP_OVERRUN;
+        scsi_req_complete(req);
         return false;
     }
     return true;
@@ -107,6 +119,8 @@ static void hd_cmd_rw(ScsiHd *hd, ScsiRequest *req, bool write)
     }
     /* SBC-3 5.8: above the Block Limits MAXIMUM TRANSFER LENGTH. */
     if (r.n > HD_MAX_XFER_BLOCKS) {
+        log_ratelimited(LOG_DEBUG, "scsi-hd %s: %u blocks above the "
+                        "maximum transfer length", hd->dev.id, r.n);
         scsi_req_complete_sense(req, SENSE_INVALID_FIELD_IN_CDB);
         return;
     }
@@ -146,7 +160,10 @@ static void hd_cmd_rw(ScsiHd *hd, ScsiRequest *req, bool write)
         hd_io_fail_nomem(io);
         return;
     }
-    hd_io_issue(io);
+    if (write) {
+        hd_lock_set(io, LOCK_SHARED, r.lba, r.n);
+    }
+    hd_io_start(io);
 }
 
 void hd_cmd_read(ScsiHd *hd, ScsiRequest *req)
@@ -203,11 +220,15 @@ static ScsiSense hd_unmap_parse(ScsiHd *hd, const uint8_t *p, size_t len,
     if (*n > HD_MAX_UNMAP_DESCS) {
         return SENSE_INVALID_FIELD_IN_PARAM;
     }
+    uint64_t total = 0;
     for (unsigned i = 0; i < *n; i++) {
         const uint8_t *d = *descs + 16 * i;
         uint64_t lba = ld_be64(d);
         uint32_t cnt = ld_be32(&d[8]);
-        if (cnt > HD_MAX_UNMAP_BLOCKS) {
+        /* SBC-3 5.28: the total over all descriptors may not exceed
+         * MAXIMUM UNMAP LBA COUNT. */
+        total += cnt;
+        if (total > HD_MAX_UNMAP_BLOCKS) {
             return SENSE_INVALID_FIELD_IN_PARAM;
         }
         if (!hd_range_ok(hd, lba, cnt)) {
@@ -215,6 +236,26 @@ static ScsiSense hd_unmap_parse(ScsiHd *hd, const uint8_t *p, size_t len,
         }
     }
     return SENSE_NO_SENSE;
+}
+
+/* The span of all descriptors, locked shared (serialised against
+ * COMPARE AND WRITE like any write). */
+static void hd_unmap_lock_span(HdIo *io)
+{
+    uint64_t first = UINT64_MAX, end = 0;
+    for (unsigned i = 0; i < io->n_descs; i++) {
+        const uint8_t *d = io->descs + 16 * i;
+        uint64_t lba = ld_be64(d), n = ld_be32(&d[8]);
+        if (n && lba < first) {
+            first = lba;
+        }
+        if (n && lba + n > end) {
+            end = lba + n;
+        }
+    }
+    if (end > first) {
+        hd_lock_set(io, LOCK_SHARED, first, end - first);
+    }
 }
 
 void hd_cmd_unmap(ScsiHd *hd, ScsiRequest *req)
@@ -266,11 +307,12 @@ void hd_cmd_unmap(ScsiHd *hd, ScsiRequest *req)
     io->may_unmap = true;
     io->xfer = len;
     io->flush_after = !hd->wce;
+    hd_unmap_lock_span(io);
     if (!hd_io_next_step(io)) {
         hd_io_finish(io, 0);
         return;
     }
-    hd_io_issue(io);
+    hd_io_start(io);
 }
 
 static bool hd_block_is_zero(const uint8_t *b, size_t len)
@@ -303,7 +345,7 @@ static void hd_write_pattern(ScsiHd *hd, HdIo *io, const uint8_t *block,
     io->bytes = chunk;
     io->end = io->offset + n * bs;
     io->fua = !hd->wce;
-    hd_io_issue(io);
+    hd_io_start(io);
 }
 
 void hd_cmd_write_same(ScsiHd *hd, ScsiRequest *req)
@@ -348,10 +390,11 @@ void hd_cmd_write_same(ScsiHd *hd, ScsiRequest *req)
     io->offset = lba * bs;
     io->bytes = (uint64_t)n * bs;
     io->xfer = ndob ? 0 : bs;
+    hd_lock_set(io, LOCK_SHARED, lba, n);
     if (hd_block_is_zero(block, bs)) {
         io->may_unmap = cdb[1] & 0x08;      /* UNMAP bit */
         io->flush_after = !hd->wce;
-        hd_io_issue(io);
+        hd_io_start(io);
     } else {
         hd_write_pattern(hd, io, block, n);
     }

@@ -22,8 +22,11 @@ static const HdCmd hd_cmds[] = {
     { SCSI_OP_MODE_SELECT_6, hd_cmd_mode_select, false },
     { SCSI_OP_MODE_SELECT_10, hd_cmd_mode_select, false },
     { SCSI_OP_START_STOP_UNIT, hd_cmd_start_stop, false },
+    { SCSI_OP_RESERVE_6, hd_cmd_reserve, false },
+    { SCSI_OP_RELEASE_6, hd_cmd_release, false },
     { SCSI_OP_READ_CAPACITY_10, hd_cmd_read_capacity_10, false },
     { SCSI_OP_SERVICE_ACTION_IN_16, hd_cmd_service_action_in, false },
+    { SCSI_OP_MAINTENANCE_IN, hd_cmd_maintenance_in, false },
     { SCSI_OP_READ_6, hd_cmd_read, true },
     { SCSI_OP_READ_10, hd_cmd_read, true },
     { SCSI_OP_READ_12, hd_cmd_read, true },
@@ -35,6 +38,13 @@ static const HdCmd hd_cmds[] = {
     { SCSI_OP_VERIFY_10, hd_cmd_verify, true },
     { SCSI_OP_VERIFY_12, hd_cmd_verify, true },
     { SCSI_OP_VERIFY_16, hd_cmd_verify, true },
+    { SCSI_OP_WRITE_VERIFY_10, hd_cmd_write_verify, true },
+    { SCSI_OP_WRITE_VERIFY_12, hd_cmd_write_verify, true },
+    { SCSI_OP_WRITE_VERIFY_16, hd_cmd_write_verify, true },
+    { SCSI_OP_COMPARE_AND_WRITE, hd_cmd_compare_and_write, true },
+    { SCSI_OP_ORWRITE_16, hd_cmd_orwrite, true },
+    { SCSI_OP_PREFETCH_10, hd_cmd_prefetch, true },
+    { SCSI_OP_PREFETCH_16, hd_cmd_prefetch, true },
     { SCSI_OP_SYNCHRONIZE_CACHE_10, hd_cmd_sync_cache, true },
     { SCSI_OP_SYNCHRONIZE_CACHE_16, hd_cmd_sync_cache, true },
     { SCSI_OP_UNMAP, hd_cmd_unmap, true },
@@ -125,6 +135,8 @@ static void hd_cancel(ScsiLun *lun, ScsiRequest *req)
 static void hd_reset(ScsiLun *lun, ScsiResetKind kind)
 {
     ScsiHd *hd = lun->opaque;
+    /* SPC-2 5.5.1: any reset or nexus loss releases RESERVE(6). */
+    hd->reserved = false;
     switch (kind) {
     case SCSI_RESET_LUN:
         hd_set_unit_attention(hd, SENSE_UA_BUS_DEVICE_RESET);

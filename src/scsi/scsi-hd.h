@@ -3,8 +3,9 @@
  * layer; controllers only see the ScsiLun.
  *
  * Decisions:
- *  - PERSISTENT RESERVE IN/OUT, RESERVE(6)/RELEASE(6): INVALID OPCODE
- *    (reservations are a scsi-block feature);
+ *  - PERSISTENT RESERVE IN/OUT: INVALID OPCODE (persistent reservations
+ *    are a scsi-block feature); RESERVE(6)/RELEASE(6) are served, with
+ *    the one I_T nexus of a virtio-scsi controller as the only holder;
  *  - MODE SELECT accepts a change of WCE in the caching page; every other
  *    field must equal its current value (INVALID FIELD IN PARAMETER LIST);
  *    SP=1 is refused (INVALID FIELD IN CDB, no saved pages);
@@ -22,9 +23,12 @@
 #include "scsi/scsi.h"
 
 #define HD_MAX_XFER_BLOCKS      65535u  /* Block limits: MAX TRANSFER */
-#define HD_MAX_UNMAP_BLOCKS     (1u << 22)
+/* libiscsi's conformance suite takes more than 1 Mi blocks for insane. */
+#define HD_MAX_UNMAP_BLOCKS     (1u << 20)
 #define HD_MAX_UNMAP_DESCS      255u
 #define HD_MAX_WRITE_SAME_BLOCKS (1u << 22)
+/* COMPARE AND WRITE: its CDB's NUMBER OF LOGICAL BLOCKS is one byte. */
+#define HD_MAX_CAW_BLOCKS       255u
 
 typedef struct HdIo HdIo;
 
@@ -45,12 +49,20 @@ typedef struct ScsiHd {
     /* Device state that migrates (scsi_hd_vmsd). */
     bool wce;                       /* caching mode page, WCE */
     bool stopped;                   /* START STOP UNIT with START=0 */
+    bool reserved;                  /* RESERVE(6) held by the nexus */
     bool ua_pending;
     uint8_t ua_key, ua_asc, ua_ascq;
 
     /* Requests the backend had no room for (-EAGAIN), oldest first. */
     HdIo *retry_head, *retry_tail;
     uint64_t retry_timer;
+
+    /* Range serialisation for COMPARE AND WRITE (scsi-hd-lock.c): writing
+     * commands holding their range, and those waiting, oldest first. */
+    HdIo *locked;
+    unsigned n_exclusive;
+    HdIo *lock_wait_head, *lock_wait_tail;
+    bool lock_kicking, lock_rekick;
 } ScsiHd;
 
 /* A command handler; it completes req (now or later). */
@@ -59,7 +71,17 @@ typedef void HdCmdFunc(ScsiHd *hd, ScsiRequest *req);
 /* scsi-hd-cmd.c: non-I/O commands. */
 HdCmdFunc hd_cmd_inquiry, hd_cmd_read_capacity_10, hd_cmd_service_action_in,
     hd_cmd_request_sense, hd_cmd_test_unit_ready, hd_cmd_start_stop,
-    hd_cmd_report_luns, hd_cmd_verify;
+    hd_cmd_report_luns, hd_cmd_prefetch, hd_cmd_reserve, hd_cmd_release;
+
+/* scsi-hd-cmp.c: commands that compare or read back. */
+HdCmdFunc hd_cmd_verify, hd_cmd_write_verify, hd_cmd_compare_and_write,
+    hd_cmd_orwrite;
+
+/* scsi-hd-lba-status.c: GET LBA STATUS (from SERVICE ACTION IN(16)). */
+HdCmdFunc hd_cmd_get_lba_status;
+
+/* scsi-hd-opcodes.c: MAINTENANCE IN (REPORT SUPPORTED OPERATION CODES). */
+HdCmdFunc hd_cmd_maintenance_in;
 
 /* scsi-hd-mode.c: MODE SENSE / MODE SELECT. */
 HdCmdFunc hd_cmd_mode_sense, hd_cmd_mode_select;

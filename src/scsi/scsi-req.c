@@ -20,6 +20,20 @@ size_t scsi_sense_build_fixed(uint8_t *buf, size_t len, ScsiSense sense)
     return n;
 }
 
+size_t scsi_sense_build_fixed_info(uint8_t *buf, size_t len, ScsiSense sense,
+                                   uint32_t info)
+{
+    uint8_t s[SCSI_FIXED_SENSE_LEN];
+    size_t n = len < sizeof(s) ? len : sizeof(s);
+
+    scsi_sense_build_fixed(s, sizeof(s), sense);
+    /* SPC-4 4.5.3: VALID says the INFORMATION field is defined. */
+    s[0] |= 0x80;
+    st_be32(&s[3], info);
+    memcpy(buf, s, n);
+    return n;
+}
+
 bool scsi_sense_parse(const uint8_t *buf, size_t len, ScsiSense *out)
 {
     if (len < 1) {
@@ -183,6 +197,16 @@ void scsi_req_complete_good(ScsiRequest *req, size_t transferred)
 void scsi_req_complete_sense(ScsiRequest *req, ScsiSense sense)
 {
     scsi_req_set_sense(req, sense);
+    req->residual = req->data_len;
+    scsi_req_complete(req);
+}
+
+void scsi_req_complete_sense_info(ScsiRequest *req, ScsiSense sense,
+                                  uint32_t info)
+{
+    req->status = SAM_STAT_CHECK_CONDITION;
+    req->sense_len = (uint32_t)scsi_sense_build_fixed_info(
+        req->sense, sizeof(req->sense), sense, info);
     req->residual = req->data_len;
     scsi_req_complete(req);
 }

@@ -16,6 +16,7 @@ struct ScsiPendingTmf {
     ScsiResetKind kind;
     ScsiTmfDoneFunc *done;
     void *opaque;
+    bool cancelling;                /* its cancel walk is running */
     ScsiPendingTmf *next;
 };
 
@@ -31,6 +32,11 @@ static bool lun_matches(const ScsiPendingTmf *t, const ScsiLun *lun)
 
 static bool tmf_waiting(ScsiBus *bus, const ScsiPendingTmf *t)
 {
+    /* A cancel that completes a request at once must not end (and free)
+     * the TMF whose walk is still using it. */
+    if (t->cancelling) {
+        return true;
+    }
     for (ScsiLun *l = scsi_bus_next_lun(bus, NULL); l;
          l = scsi_bus_next_lun(bus, l)) {
         if (!lun_matches(t, l)) {
@@ -139,7 +145,9 @@ void scsi_bus_abort_and_reset(ScsiBus *bus, bool all_luns, uint16_t lun,
         p = &(*p)->next;
     }
     *p = t;
+    t->cancelling = true;
     cancel_matching(bus, t);
+    t->cancelling = false;
     scsi_bus_tmf_progress(bus);
 }
 

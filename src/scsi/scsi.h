@@ -75,10 +75,14 @@ typedef struct ScsiSense {
 #define SENSE_ABORTED_COMMAND         SCSI_SENSE(0xb, 0x00, 0x00)
 #define SENSE_ABORTED_IO_ERROR        SCSI_SENSE(0xb, 0x00, 0x06)
 #define SENSE_ABORTED_NEXUS_LOSS      SCSI_SENSE(0xb, 0x47, 0x7f)
+#define SENSE_MISCOMPARE_VERIFY       SCSI_SENSE(0xe, 0x1d, 0x00)
 
 /* Writes fixed-format sense (SPC-4 4.5.3) into buf; returns the bytes
  * written, at most len and at most SCSI_FIXED_SENSE_LEN. */
 size_t scsi_sense_build_fixed(uint8_t *buf, size_t len, ScsiSense sense);
+/* The same with VALID = 1 and the INFORMATION field (bytes 3..6) set. */
+size_t scsi_sense_build_fixed_info(uint8_t *buf, size_t len, ScsiSense sense,
+                                   uint32_t info);
 /* Reads key/asc/ascq from fixed (0x70/0x71) or descriptor (0x72/0x73)
  * sense data. False when buf holds neither. */
 bool scsi_sense_parse(const uint8_t *buf, size_t len, ScsiSense *out);
@@ -164,6 +168,10 @@ void scsi_req_complete(ScsiRequest *req);
 /* Shorthands: GOOD with a residual; CHECK CONDITION with sense. */
 void scsi_req_complete_good(ScsiRequest *req, size_t transferred);
 void scsi_req_complete_sense(ScsiRequest *req, ScsiSense sense);
+/* CHECK CONDITION with the sense's INFORMATION field set (e.g. the offset
+ * of a miscompare, SBC-3 5.2). */
+void scsi_req_complete_sense_info(ScsiRequest *req, ScsiSense sense,
+                                  uint32_t info);
 
 /* Fills dst with the part [offset, offset + len) of src. Returns the
  * number of entries used, or -1 when dst_max is too small or src holds

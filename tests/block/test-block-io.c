@@ -1,5 +1,6 @@
 /* Block I/O through io_uring: data integrity at queue depth 32, flush,
- * discard, write-zeroes (and its fallback), refusals, drain. */
+ * discard, write-zeroes (and its fallback), refusals, drain, and the
+ * allocation status of a sparse image. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -437,6 +438,77 @@ static void test_drain(void **state)
     loop_free(other);
 }
 
+typedef struct StatusResult {
+    int calls;
+    int ret;
+    bool allocated;
+    uint64_t bytes;
+} StatusResult;
+
+static void on_status(void *opaque, int ret, bool allocated, uint64_t bytes)
+{
+    StatusResult *r = opaque;
+    r->calls++;
+    r->ret = ret;
+    r->allocated = allocated;
+    r->bytes = bytes;
+}
+
+/* One blk_block_status answered on the loop. */
+static StatusResult status_at(Fixture *f, uint64_t off, uint64_t max)
+{
+    StatusResult r = { 0 };
+    assert_int_equal(blk_block_status(f->blk, off, max, on_status, &r), 0);
+    assert_int_equal(blk_in_flight(f->blk), 1);
+    uint64_t deadline = clock_ms() + 10000;
+    while (!r.calls && clock_ms() < deadline) {
+        loop_run_once(f->loop, 100);
+    }
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.ret, 0);
+    assert_int_equal(blk_in_flight(f->blk), 0);
+    return r;
+}
+
+/* Holes and data of a sparse image (SEEK_HOLE / SEEK_DATA), each extent
+ * cut at max_bytes; drain waits for a status job too. */
+static void test_block_status(void **state)
+{
+    Fixture *f = *state;
+    f->blk = open_image(f, false, false);
+    assert_non_null(f->blk);
+    fill_disk_region(f->blk, 2 * MiB, MiB, 5);
+    assert_int_equal(blk_flush_sync(f->blk), 0);
+
+    StatusResult r = status_at(f, 0, DISK_SIZE);
+    assert_false(r.allocated);
+    assert_int_equal(r.bytes, 2 * MiB);
+    r = status_at(f, 2 * MiB + 4096, DISK_SIZE);
+    assert_true(r.allocated);
+    assert_int_equal(r.bytes, MiB - 4096);
+    r = status_at(f, 2 * MiB, 8192);
+    assert_true(r.allocated);
+    assert_int_equal(r.bytes, 8192);
+    r = status_at(f, 3 * MiB, DISK_SIZE);
+    assert_false(r.allocated);
+    assert_int_equal(r.bytes, DISK_SIZE - 3 * MiB);
+
+    /* Outside the disk, or nothing asked: refused without a callback. */
+    StatusResult none = { 0 };
+    assert_int_equal(blk_block_status(f->blk, DISK_SIZE, 1, on_status,
+                                      &none), -EINVAL);
+    assert_int_equal(blk_block_status(f->blk, 0, 0, on_status, &none),
+                     -EINVAL);
+    assert_int_equal(none.calls, 0);
+
+    /* blk_drain returns only after the job's callback ran. */
+    assert_int_equal(blk_block_status(f->blk, 0, DISK_SIZE, on_status,
+                                      &none), 0);
+    blk_drain(f->blk);
+    assert_int_equal(none.calls, 1);
+    assert_int_equal(blk_in_flight(f->blk), 0);
+}
+
 static void test_open_errors(void **state)
 {
     Fixture *f = *state;
@@ -472,6 +544,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_block_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
