@@ -71,7 +71,8 @@ static void usage(void)
 "\n"
 "  --blockdev driver=file,node-name=NODE,filename=FILE[,read-only=on]\n"
 "             [,cache.direct=on][,discard=unmap]   open a disk image\n"
-"  --device TYPE,id=ID[,prop=value...]   create a device (--device help)\n"
+"  --device TYPE,id=ID[,prop=value...]   create a device (--device help,\n"
+"                                --device TYPE,help)\n"
 "  --monitor unix:PATH           QMP monitor socket\n"
 "  --incoming URI|defer          wait for a migration (unix:PATH,\n"
 "                                tcp:HOST:PORT, file:PATH)\n"
@@ -93,6 +94,27 @@ static void list_device_types(void)
          c = device_class_next(c)) {
         printf("  %-20s %s\n", c->type, c->description);
     }
+}
+
+/* --device TYPE,help: TYPE's properties, as QEMU's -device TYPE,help. */
+static bool is_type_help(const char *optstr)
+{
+    size_t len = strlen(optstr);
+    return len > 5 && strcmp(optstr + len - 5, ",help") == 0;
+}
+
+static int print_type_help(const char *optstr)
+{
+    char *type = strndup(optstr, strcspn(optstr, ","));
+    Error *err = NULL;
+    bool ok = type && device_class_print_help(type, stdout, &err);
+    if (!ok) {
+        fprintf(stderr, "stormigd: %s (see --device help)\n",
+                err ? error_get_pretty(err) : "out of memory");
+        error_free(err);
+    }
+    free(type);
+    return ok ? 0 : 1;
 }
 
 static bool add_repeated(const char **arr, int *n, const char *val,
@@ -361,6 +383,11 @@ int main(int argc, char **argv)
             list_device_types();
             daemon_config_free();
             return 0;
+        }
+        if (is_type_help(o.devices[i])) {
+            rc = print_type_help(o.devices[i]);
+            daemon_config_free();
+            return rc;
         }
     }
     Error *err = NULL;
