@@ -407,10 +407,10 @@ static const DeviceProperty nvme_device_properties[] = {
 };
 
 static const DeviceClass nvme_device_class = {
-    .properties = nvme_device_properties,
     .type = "nvme",
     .description = "NVMe controller served over vfio-user",
     .instance_size = sizeof(NvmeDevice),
+    .properties = nvme_device_properties,
     .realize = nvme_dev_realize,
     .unrealize = nvme_dev_unrealize,
     .stop = nvme_dev_stop,
@@ -422,5 +422,11 @@ static const DeviceClass nvme_device_class = {
 void nvme_device_register(void)
 {
     device_class_register(&nvme_device_class);
-    qmp_register_command("nvme-ns-changed", qmp_nvme_ns_changed, NULL);
+    static const QmpArgInfo args[] = {
+        { "id", "str", false },
+        { "nsid", "int", false },
+        { NULL, NULL, false },
+    };
+    qmp_register_command_args("nvme-ns-changed", qmp_nvme_ns_changed, NULL,
+                              args);
 }
