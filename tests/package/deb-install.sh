@@ -106,7 +106,7 @@ mkdir -p "$cache_dir"
     fi
 ) 9>"$cache_dir/pkgtest-base.lock"
 t2=$(now)
-echo "base root ready: $((t2 - t1)) s"
+echo "lintian and base root: $((t2 - t1)) s"
 
 # 4. Install into a fresh copy of it and run stormigd there.
 root="$work/root"
