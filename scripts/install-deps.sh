@@ -11,7 +11,8 @@ qemu-system-x86 qemu-utils tgt
 busybox-static cpio kmod fio sg3-utils nvme-cli
 gnuplot-nox
 qemu-block-extra
-mmdebstrap
+libsystemd-dev systemd
+debhelper devscripts dpkg-dev lintian mmdebstrap
 "
 
 missing=""

@@ -25,7 +25,8 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: stormig-analyze FILE\n"
             "Prints a device-state stream (with its description) as JSON.\n"
-            "FILE may be - for standard input.\n");
+            "FILE may be - for standard input.\n"
+            "  -h, --help   this text\n");
 }
 
 int main(int argc, char **argv)

@@ -1,5 +1,7 @@
 /* stormigd: options, start-up, the main loop and a clean shutdown. */
 #include "daemon/daemon.h"
+#include "daemon/config.h"
+#include "daemon/notify.h"
 #include "block/ownership.h"
 #include "device/device.h"
 #include "migration/migration.h"
@@ -29,6 +31,9 @@ typedef struct Options {
     int n_blockdevs;
     const char *devices[MAX_REPEATED];
     int n_devices;
+    /* "FILE:LINE" of the options read by --config, NULL for argv. */
+    const char *blockdev_where[MAX_REPEATED];
+    const char *device_where[MAX_REPEATED];
     const char *monitor;
     const char *incoming;
     const char *name;
@@ -39,6 +44,7 @@ enum {
     OPT_BLOCKDEV = 256, OPT_DEVICE, OPT_MONITOR, OPT_INCOMING, OPT_NAME,
     OPT_LOG_LEVEL, OPT_COMPAT, OPT_DEBUG_LOAD_DELAY, OPT_PR_JOURNAL,
     OPT_PEER_TIMEOUT,
+    OPT_CONFIG,
 };
 
 static const struct option long_options[] = {
@@ -51,6 +57,7 @@ static const struct option long_options[] = {
     { "compat-version", required_argument, NULL, OPT_COMPAT },
     { "pr-journal", required_argument, NULL, OPT_PR_JOURNAL },
     { "peer-timeout", required_argument, NULL, OPT_PEER_TIMEOUT },
+    { "config", required_argument, NULL, OPT_CONFIG },
     /* Testing aid, not in --help: delays loading incoming state. */
     { "debug-load-delay-ms", required_argument, NULL, OPT_DEBUG_LOAD_DELAY },
     { "help", no_argument, NULL, 'h' },
@@ -66,7 +73,8 @@ static void usage(void)
 "\n"
 "  --blockdev driver=file,node-name=NODE,filename=FILE[,read-only=on]\n"
 "             [,cache.direct=on][,discard=unmap]   open a disk image\n"
-"  --device TYPE,id=ID[,prop=value...]   create a device (--device help)\n"
+"  --device TYPE,id=ID[,prop=value...]   create a device (--device help,\n"
+"                                --device TYPE,help)\n"
 "  --monitor unix:PATH[,negotiation-timeout=SECONDS]\n"
 "                                QMP monitor socket; clients that send no\n"
 "                                qmp_capabilities within SECONDS (30) are\n"
@@ -81,6 +89,7 @@ static void usage(void)
 "  --pr-journal DIR              reservation journals of scsi-block LUNs\n"
 "                                without pr-journal= (default\n"
 "                                /var/lib/stormig/pr)\n"
+"  --config FILE                 read options from FILE, one per line\n"
 "  -h, --help                    this text\n"
 "  -V, --version                 print the version\n");
 }
@@ -92,6 +101,27 @@ static void list_device_types(void)
          c = device_class_next(c)) {
         printf("  %-20s %s\n", c->type, c->description);
     }
+}
+
+/* --device TYPE,help: TYPE's properties, as QEMU's -device TYPE,help. */
+static bool is_type_help(const char *optstr)
+{
+    size_t len = strlen(optstr);
+    return len > 5 && strcmp(optstr + len - 5, ",help") == 0;
+}
+
+static int print_type_help(const char *optstr)
+{
+    char *type = strndup(optstr, strcspn(optstr, ","));
+    Error *err = NULL;
+    bool ok = type && device_class_print_help(type, stdout, &err);
+    if (!ok) {
+        fprintf(stderr, "stormigd: %s (see --device help)\n",
+                err ? error_get_pretty(err) : "out of memory");
+        error_free(err);
+    }
+    free(type);
+    return ok ? 0 : 1;
 }
 
 static bool add_repeated(const char **arr, int *n, const char *val,
@@ -173,6 +203,7 @@ static bool set_peer_timeout(const char *arg)
     }
     return true;
 }
+static bool read_config(const char *path, Options *o);
 
 static bool parse_value_option(int c, const char *arg, Options *o)
 {
@@ -206,6 +237,8 @@ static bool parse_value_option(int c, const char *arg, Options *o)
         return set_pr_journal(arg);
     case OPT_PEER_TIMEOUT:
         return set_peer_timeout(arg);
+    case OPT_CONFIG:
+        return read_config(arg, o);
     case OPT_DEBUG_LOAD_DELAY:
         if (!parse_u64(arg, &v) || v > 600000) {
             fprintf(stderr, "stormigd: bad delay '%s'\n", arg);
@@ -215,6 +248,30 @@ static bool parse_value_option(int c, const char *arg, Options *o)
         return true;
     }
     return false;
+}
+
+static bool apply_config_option(const struct option *opt, const char *value,
+                                const char *where, void *opaque)
+{
+    Options *o = opaque;
+    if (opt->val == OPT_BLOCKDEV && o->n_blockdevs < MAX_REPEATED) {
+        o->blockdev_where[o->n_blockdevs] = where;
+    } else if (opt->val == OPT_DEVICE && o->n_devices < MAX_REPEATED) {
+        o->device_where[o->n_devices] = where;
+    }
+    return parse_value_option(opt->val, value, o);
+}
+
+static bool read_config(const char *path, Options *o)
+{
+    Error *err = NULL;
+    if (!daemon_config_read(path, long_options, apply_config_option, o,
+                            &err)) {
+        fprintf(stderr, "stormigd: %s\n", error_get_pretty(err));
+        error_free(err);
+        return false;
+    }
+    return true;
 }
 
 /* Returns 0 to go on, or an exit status + 1. */
@@ -257,11 +314,17 @@ static bool create_backends_and_devices(const Options *o, EventLoop *loop,
 {
     for (int i = 0; i < o->n_blockdevs; i++) {
         if (!daemon_blockdev_add(o->blockdevs[i], errp)) {
+            if (o->blockdev_where[i]) {
+                error_prepend(errp, "%s: ", o->blockdev_where[i]);
+            }
             return false;
         }
     }
     for (int i = 0; i < o->n_devices; i++) {
         if (!device_create(o->devices[i], loop, errp)) {
+            if (o->device_where[i]) {
+                error_prepend(errp, "%s: ", o->device_where[i]);
+            }
             return false;
         }
     }
@@ -359,6 +422,7 @@ static bool daemon_start(const Options *o, EventLoop *loop, Monitor **mon,
 
 static void daemon_shutdown(Monitor *mon)
 {
+    daemon_notify_stopping();
     migration_shutdown();
     if (runstate_is_running()) {
         /* Start-up failed, or the stop for shutdown gave up. */
@@ -378,12 +442,19 @@ int main(int argc, char **argv)
     daemon_register_device_types();
     int rc = parse_options(argc, argv, &o);
     if (rc) {
+        daemon_config_free();
         return rc - 1;
     }
     for (int i = 0; i < o.n_devices; i++) {
         if (strcmp(o.devices[i], "help") == 0) {
             list_device_types();
+            daemon_config_free();
             return 0;
+        }
+        if (is_type_help(o.devices[i])) {
+            rc = print_type_help(o.devices[i]);
+            daemon_config_free();
+            return rc;
         }
     }
     Error *err = NULL;
@@ -395,13 +466,16 @@ int main(int argc, char **argv)
         error_free(err);
         daemon_shutdown(mon);
         loop_free(loop);
+        daemon_config_free();
         return 1;
     }
     log_info("stormigd %s ready (%s)", STORMIG_VERSION,
              runstate_name(runstate_get()));
+    daemon_notify_ready(runstate_name(runstate_get()));
     loop_run(loop);
     daemon_shutdown(mon);
     close(sigfd);
     loop_free(loop);
+    daemon_config_free();
     return 0;
 }

@@ -335,10 +335,19 @@ static void pw_query(Device *dev, json_object *info)
                            json_object_new_int64((int64_t)pw->verify_errors));
 }
 
+static const DeviceProperty pw_properties[] = {
+    { "drive", "str", NULL, "block node written to (writable)" },
+    { "block-size", "uint32", "4096", "bytes per pattern block" },
+    { "blocks", "uint32", "256", "number of blocks cycled through" },
+    { "interval", "uint32", "10", "milliseconds between two writes" },
+    { NULL, NULL, NULL, NULL },
+};
+
 static const DeviceClass pattern_writer_class = {
     .type = "pattern-writer",
     .description = "test device: writes verifiable patterns on a timer",
     .instance_size = sizeof(PatternWriter),
+    .properties = pw_properties,
     .realize = pw_realize,
     .unrealize = pw_unrealize,
     .stop = pw_stop,

@@ -225,18 +225,33 @@ static bool qmp_quit(json_object *args, json_object **ret, void *opaque,
     return true;
 }
 
+/* Described for the dispatcher and query-qmp-schema (monitor.h). */
+static const QmpArgInfo migrate_args[] = {
+    { "uri", "str", false },
+    { "detach", "bool", true },
+    { "vmm-stop", "bool", true },
+    { NULL, NULL, false },
+};
+
+static const QmpArgInfo migrate_incoming_args[] = {
+    { "uri", "str", false },
+    { NULL, NULL, false },
+};
+
 void daemon_register_qmp_commands(EventLoop *loop)
 {
-    qmp_register_command("query-status", qmp_query_status, NULL);
-    qmp_register_command("stop", qmp_stop, NULL);
-    qmp_register_command("cont", qmp_cont, NULL);
-    qmp_register_command("query-block", qmp_query_block, NULL);
-    qmp_register_command("query-devices", qmp_query_devices, NULL);
-    qmp_register_command("migrate", qmp_migrate, NULL);
-    qmp_register_command("migrate-incoming", qmp_migrate_incoming, NULL);
-    qmp_register_command("migrate_cancel", qmp_migrate_cancel, NULL);
-    qmp_register_command("query-migrate", qmp_query_migrate, NULL);
-    qmp_register_command("quit", qmp_quit, loop);
+    qmp_register_command_args("query-status", qmp_query_status, NULL, NULL);
+    qmp_register_command_args("stop", qmp_stop, NULL, NULL);
+    qmp_register_command_args("cont", qmp_cont, NULL, NULL);
+    qmp_register_command_args("query-block", qmp_query_block, NULL, NULL);
+    qmp_register_command_args("query-devices", qmp_query_devices, NULL, NULL);
+    qmp_register_command_args("migrate", qmp_migrate, NULL, migrate_args);
+    qmp_register_command_args("migrate-incoming", qmp_migrate_incoming, NULL,
+                              migrate_incoming_args);
+    qmp_register_command_args("migrate_cancel", qmp_migrate_cancel, NULL,
+                              NULL);
+    qmp_register_command_args("query-migrate", qmp_query_migrate, NULL, NULL);
+    qmp_register_command_args("quit", qmp_quit, loop, NULL);
     daemon_register_vhost_user_qmp_commands();
 #ifdef CONFIG_LIBISCSI
     daemon_register_scsi_qmp_commands();

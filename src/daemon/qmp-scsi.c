@@ -55,5 +55,11 @@ static bool qmp_scsi_block_probe(json_object *args, json_object **ret,
 
 void daemon_register_scsi_qmp_commands(void)
 {
-    qmp_register_command("x-scsi-block-probe", qmp_scsi_block_probe, NULL);
+    static const QmpArgInfo args[] = {
+        { "id", "str", false },
+        { "op", "str", false },
+        { NULL, NULL, false },
+    };
+    qmp_register_command_args("x-scsi-block-probe", qmp_scsi_block_probe,
+                              NULL, args);
 }

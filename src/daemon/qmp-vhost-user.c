@@ -54,6 +54,10 @@ static bool qmp_vhost_user_written_pages(json_object *args, json_object **ret,
 
 void daemon_register_vhost_user_qmp_commands(void)
 {
-    qmp_register_command("x-vhost-user-written-pages",
-                         qmp_vhost_user_written_pages, NULL);
+    static const QmpArgInfo args[] = {
+        { "id", "str", false },
+        { NULL, NULL, false },
+    };
+    qmp_register_command_args("x-vhost-user-written-pages",
+                              qmp_vhost_user_written_pages, NULL, args);
 }

@@ -48,6 +48,61 @@ const DeviceClass *device_class_next(const DeviceClass *cls)
     return i < n_classes ? classes[i] : NULL;
 }
 
+static const DeviceProperty *class_property(const DeviceClass *cls,
+                                            const char *name)
+{
+    for (const DeviceProperty *p = cls->properties; p && p->name; p++) {
+        if (strcmp(p->name, name) == 0) {
+            return p;
+        }
+    }
+    return NULL;
+}
+
+bool device_class_print_help(const char *type, FILE *out, Error **errp)
+{
+    const DeviceClass *cls = device_class_find(type);
+    if (!cls) {
+        error_setg(errp, "unknown device type '%s'", type);
+        return false;
+    }
+    fprintf(out, "%s options:\n", cls->type);
+    fprintf(out, "  %-28s - %s\n", "id=<str>",
+            "name of the device, unique in the daemon (required)");
+    for (const DeviceProperty *p = cls->properties; p && p->name; p++) {
+        char left[64];
+        snprintf(left, sizeof(left), "%s=<%s>", p->name, p->type);
+        if (p->default_value) {
+            fprintf(out, "  %-28s - %s (default: %s)\n", left,
+                    p->description, p->default_value);
+        } else {
+            fprintf(out, "  %-28s - %s (required)\n", left,
+                    p->description);
+        }
+    }
+    return true;
+}
+
+/* With a property table, anything not in it is refused up front, named
+ * as keyval_check_all_used names leftovers. */
+static bool check_properties(const DeviceClass *cls, const KeyVal *kv,
+                             const char *id, Error **errp)
+{
+    const char *key;
+    if (!cls->properties) {
+        return true;
+    }
+    for (int i = 0; (key = keyval_key_at(kv, i)) != NULL; i++) {
+        if (strcmp(key, "driver") != 0 && strcmp(key, "id") != 0 &&
+            !class_property(cls, key)) {
+            error_setg(errp, "%s: unknown parameter '%s' (see --device "
+                       "%s,help)", id, key, cls->type);
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool id_is_valid(const char *id)
 {
     if (!*id || strlen(id) > 64) {
@@ -128,6 +183,8 @@ Device *device_create(const char *optstr, EventLoop *loop, Error **errp)
         error_setg(errp, "invalid device id '%s'", id);
     } else if (device_find(id)) {
         error_setg(errp, "duplicate device id '%s'", id);
+    } else if (!check_properties(cls, kv, id, errp)) {
+        /* errp set */
     } else if ((dev = calloc(1, cls->instance_size)) == NULL) {
         error_setg(errp, "out of memory");
     } else {

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <json-c/json.h>
 
@@ -24,10 +25,25 @@ typedef struct Device Device;
 /* A continuation: err NULL on success, else owned by the callee. */
 typedef void DeviceDone(void *opaque, Error *err);
 
+/*
+ * One property a device type accepts (--device TYPE,NAME=VALUE): what
+ * "--device TYPE,help" lists. With a table, a property not in it is
+ * refused before realize runs, so the table is the full list.
+ */
+typedef struct DeviceProperty {
+    const char *name;
+    const char *type;           /* as QEMU's help prints it: str, bool,
+                                 * uint32, uint64 */
+    const char *default_value;  /* NULL: required */
+    const char *description;    /* one line */
+} DeviceProperty;
+
 typedef struct DeviceClass {
     const char *type;               /* --device TYPE,... */
     const char *description;
     size_t instance_size;           /* >= sizeof(Device), Device first */
+    /* Besides id=; terminated by a NULL name. NULL: not described. */
+    const DeviceProperty *properties;
 
     /* Reads its properties from props (every key must be consumed). */
     bool (*realize)(Device *dev, KeyVal *props, Error **errp);
@@ -84,6 +100,10 @@ void device_class_register(const DeviceClass *cls);
 const DeviceClass *device_class_find(const char *type);
 /* Iterates registered classes: pass NULL to start. */
 const DeviceClass *device_class_next(const DeviceClass *cls);
+
+/* Prints "TYPE options:" and one line per property, as QEMU's
+ * "-device TYPE,help" does. False for an unknown type. */
+bool device_class_print_help(const char *type, FILE *out, Error **errp);
 
 /* Parses "TYPE,id=ID,key=value,..." and realizes the device. */
 Device *device_create(const char *optstr, EventLoop *loop, Error **errp);

@@ -32,6 +32,20 @@ bool qmp_find_command(const char *name, QmpCommandFunc **fn, void **opaque);
 typedef void QmpCommandNameFunc(const char *name, void *opaque);
 void qmp_for_each_command(QmpCommandNameFunc *fn, void *opaque);
 
+/* A command's described arguments (built-ins included): true and *args
+ * (NULL-name terminated, or NULL for none) when described, false when it
+ * was registered without a description or does not exist. */
+bool qmp_command_args(const char *name, const QmpArgInfo **args);
+
+/* Checks args against a description: unknown, missing and mistyped
+ * members are refused (qmp-args.c). */
+bool qmp_args_check_info(json_object *args, const QmpArgInfo *info,
+                         Error **errp);
+
+/* The built-in query-qmp-schema handler (qmp-schema.c). */
+bool qmp_query_qmp_schema(json_object *args, json_object **ret,
+                          void *opaque, Error **errp);
+
 /* The built-in query-commands handler. */
 bool qmp_query_commands(json_object *args, json_object **ret, void *opaque,
                         Error **errp);

@@ -32,9 +32,29 @@ typedef struct Monitor Monitor;
 typedef bool QmpCommandFunc(json_object *args, json_object **ret,
                             void *opaque, Error **errp);
 
-/* Registers a command for every monitor. Names are unique. */
+/*
+ * One argument of a command, as query-qmp-schema shows it. type is a QAPI
+ * built-in type name: "str", "bool", "int", "number", "any", or "[str]"
+ * (a list of strings).
+ */
+typedef struct QmpArgInfo {
+    const char *name;
+    const char *type;
+    bool optional;
+} QmpArgInfo;
+
+/* Registers a command for every monitor. Names are unique. Its arguments
+ * are not described: query-qmp-schema shows its arg-type as "any". */
 void qmp_register_command(const char *name, QmpCommandFunc *fn,
                           void *opaque);
+/*
+ * The same, with the arguments described (terminated by a NULL name; NULL
+ * or an empty list: none). The dispatcher then refuses, before fn runs,
+ * an unknown argument, a missing mandatory one and one of the wrong JSON
+ * type, with QEMU's messages; query-qmp-schema lists them.
+ */
+void qmp_register_command_args(const char *name, QmpCommandFunc *fn,
+                               void *opaque, const QmpArgInfo *args);
 void qmp_unregister_all(void);
 
 /* Listens on "unix:PATH" (several clients at once). */

@@ -2,7 +2,7 @@
  * Reading a command's "arguments" object. Messages follow QEMU's wording
  * so that clients matching on them keep working.
  */
-#include "monitor/monitor.h"
+#include "monitor/monitor-int.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -129,6 +129,72 @@ bool qmp_args_check(json_object *args, const char *const *known,
         }
         if (!found) {
             error_setg(errp, "Parameter '%s' is unexpected", key);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The JSON type a QAPI built-in type name stands for ("any": every one). */
+static bool arg_type_matches(json_object *v, const char *type,
+                             const char **expected)
+{
+    static const struct {
+        const char *name, *expected;
+        json_type json;
+    } types[] = {
+        { "str", "string", json_type_string },
+        { "bool", "boolean", json_type_boolean },
+        { "int", "integer", json_type_int },
+        { "[str]", "array", json_type_array },
+    };
+    if (strcmp(type, "any") == 0) {
+        return true;
+    }
+    if (strcmp(type, "number") == 0) {
+        *expected = "number";
+        return json_object_is_type(v, json_type_double) ||
+               json_object_is_type(v, json_type_int);
+    }
+    for (size_t i = 0; i < sizeof(types) / sizeof(*types); i++) {
+        if (strcmp(types[i].name, type) == 0) {
+            *expected = types[i].expected;
+            return json_object_is_type(v, types[i].json);
+        }
+    }
+    *expected = type;
+    return false;
+}
+
+bool qmp_args_check_info(json_object *args, const QmpArgInfo *info,
+                         Error **errp)
+{
+    if (args && !json_object_is_type(args, json_type_object)) {
+        error_setg(errp, "QMP input member 'arguments' must be an object");
+        return false;
+    }
+    if (args) {
+        json_object_object_foreach(args, key, val) {
+            const QmpArgInfo *a = info;
+            while (a && a->name && strcmp(a->name, key) != 0) {
+                a++;
+            }
+            const char *expected;
+            if (!a || !a->name) {
+                error_setg(errp, "Parameter '%s' is unexpected", key);
+                return false;
+            }
+            if (!arg_type_matches(val, a->type, &expected)) {
+                arg_type_error(key, expected, errp);
+                return false;
+            }
+        }
+    }
+    for (const QmpArgInfo *a = info; a && a->name; a++) {
+        json_object *v = NULL;
+        if (!a->optional &&
+            !(args && json_object_object_get_ex(args, a->name, &v))) {
+            error_setg(errp, "Parameter '%s' is missing", a->name);
             return false;
         }
     }

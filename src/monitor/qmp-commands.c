@@ -13,6 +13,8 @@ typedef struct QmpCommand {
     char *name;
     QmpCommandFunc *fn;
     void *opaque;
+    bool described;
+    const QmpArgInfo *args;
 } QmpCommand;
 
 static QmpCommand *commands;
@@ -21,6 +23,12 @@ static size_t n_commands;
 static const char *const builtin_names[] = {
     "qmp_capabilities",
     "query-commands",
+    "query-qmp-schema",
+};
+
+static const QmpArgInfo capabilities_args[] = {
+    { "enable", "[str]", true },
+    { NULL, NULL, false },
 };
 
 static bool is_builtin(const char *name)
@@ -34,8 +42,25 @@ static bool is_builtin(const char *name)
     return false;
 }
 
+static void register_command(const char *name, QmpCommandFunc *fn,
+                             void *opaque, bool described,
+                             const QmpArgInfo *args);
+
 void qmp_register_command(const char *name, QmpCommandFunc *fn,
                           void *opaque)
+{
+    register_command(name, fn, opaque, false, NULL);
+}
+
+void qmp_register_command_args(const char *name, QmpCommandFunc *fn,
+                               void *opaque, const QmpArgInfo *args)
+{
+    register_command(name, fn, opaque, true, args);
+}
+
+static void register_command(const char *name, QmpCommandFunc *fn,
+                             void *opaque, bool described,
+                             const QmpArgInfo *args)
 {
     QmpCommandFunc *old_fn;
     void *old_opaque;
@@ -57,7 +82,8 @@ void qmp_register_command(const char *name, QmpCommandFunc *fn,
         return;
     }
     commands = grown;
-    commands[n_commands++] = (QmpCommand) { copy, fn, opaque };
+    commands[n_commands++] = (QmpCommand) { copy, fn, opaque, described,
+                                            args };
 }
 
 void qmp_unregister_all(void)
@@ -77,6 +103,22 @@ bool qmp_find_command(const char *name, QmpCommandFunc **fn, void **opaque)
             *fn = commands[i].fn;
             *opaque = commands[i].opaque;
             return true;
+        }
+    }
+    return false;
+}
+
+bool qmp_command_args(const char *name, const QmpArgInfo **args)
+{
+    if (is_builtin(name)) {
+        *args = strcmp(name, "qmp_capabilities") == 0 ? capabilities_args
+                                                      : NULL;
+        return true;
+    }
+    for (size_t i = 0; i < n_commands; i++) {
+        if (strcmp(commands[i].name, name) == 0) {
+            *args = commands[i].args;
+            return commands[i].described;
         }
     }
     return false;

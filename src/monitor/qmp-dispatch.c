@@ -132,9 +132,17 @@ static bool run_command(QmpSession *session, const char *name,
     if (strcmp(name, "query-commands") == 0) {
         fn = qmp_query_commands;
         opaque = NULL;
+    } else if (strcmp(name, "query-qmp-schema") == 0) {
+        fn = qmp_query_qmp_schema;
+        opaque = NULL;
     } else if (!qmp_find_command(name, &fn, &opaque)) {
         error_set(errp, ERROR_CLASS_COMMAND_NOT_FOUND,
                   "The command %s has not been found", name);
+        return false;
+    }
+    const QmpArgInfo *info;
+    if (qmp_command_args(name, &info) &&
+        !qmp_args_check_info(args, info, errp)) {
         return false;
     }
     json_object *empty = NULL;

@@ -456,10 +456,25 @@ static bool qmp_nvme_ns_changed(json_object *args, json_object **ret,
                                 errp);
 }
 
+static const DeviceProperty nvme_device_properties[] = {
+    { "socket", "str", NULL, "vfio-user socket path the VMM connects to" },
+    { "drive", "str", NULL,
+      "block nodes, one namespace each, separated by ':'" },
+    { "serial", "str", NULL, "controller serial number, 1-20 characters" },
+    { "num-queues", "uint32", "8", "I/O queue pairs offered" },
+    { "mqes", "uint32", "1024", "maximum queue entries (2-4096)" },
+    { "lbads", "uint32", "9", "LBA data size as a power of two (9 or 12)" },
+    { "dstrd", "uint32", "0", "doorbell stride (0-4)" },
+    { "wrr", "bool", "off",
+      "weighted round robin arbitration (not migratable)" },
+    { NULL, NULL, NULL, NULL },
+};
+
 static const DeviceClass nvme_device_class = {
     .type = "nvme",
     .description = "NVMe controller served over vfio-user",
     .instance_size = sizeof(NvmeDevice),
+    .properties = nvme_device_properties,
     .realize = nvme_dev_realize,
     .unrealize = nvme_dev_unrealize,
     .stop = nvme_dev_stop,
@@ -471,5 +486,11 @@ static const DeviceClass nvme_device_class = {
 void nvme_device_register(void)
 {
     device_class_register(&nvme_device_class);
-    qmp_register_command("nvme-ns-changed", qmp_nvme_ns_changed, NULL);
+    static const QmpArgInfo args[] = {
+        { "id", "str", false },
+        { "nsid", "int", false },
+        { NULL, NULL, false },
+    };
+    qmp_register_command_args("nvme-ns-changed", qmp_nvme_ns_changed, NULL,
+                              args);
 }

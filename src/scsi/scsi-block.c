@@ -907,8 +907,25 @@ static void sb_handed_over(Device *dev)
         scsi_pr_handed_over(sb->pr);
     }
 }
+static const DeviceProperty scsi_block_properties[] = {
+    { "url", "str", NULL, "iscsi://HOST[:PORT]/TARGET-IQN/LUN" },
+    { "initiator-name", "str", NULL, "iSCSI initiator IQN to log in as" },
+    { "bus", "str", NULL, "id of the SCSI controller (vhost-user-scsi)" },
+    { "lun", "uint32", "0", "logical unit number on the bus" },
+    { "timeout", "uint32", "30",
+      "seconds before an unanswered command fails (0: none)" },
+    { "migrate-pr", "bool", "on",
+      "carry persistent reservations across migration (off before "
+      "--compat-version 0.2)" },
+    { "pr-journal", "str", "--pr-journal",
+      "directory of this LUN's reservation journal" },
+    { "x-lun-caps", "bool", "off",
+      "testing aid: act as if the LUN reported SIP_C and ATC_C" },
+    { NULL, NULL, NULL, NULL },
+};
 
 static const DeviceClass scsi_block_class = {
+    .properties = scsi_block_properties,
     .type = "scsi-block",
     .description = "SCSI passthrough to an iSCSI LUN",
     .instance_size = sizeof(ScsiBlock),

@@ -361,7 +361,23 @@ static const VMStateDescription scsi_hd_vmsd = {
     .fields = hd_vmstate_fields,
 };
 
+static const DeviceProperty scsi_hd_properties[] = {
+    { "drive", "str", NULL, "block node holding the disk" },
+    { "bus", "str", NULL, "id of the SCSI controller (vhost-user-scsi)" },
+    { "lun", "uint32", "0", "logical unit number on the bus" },
+    { "serial", "str", "\"\"", "unit serial number (VPD page 0x80)" },
+    { "vendor", "str", "STORMIG", "INQUIRY vendor identification" },
+    { "product", "str", "STORMIG DISK", "INQUIRY product identification" },
+    { "wwn", "uint64", "0", "world wide name (0: none)" },
+    { "write-cache", "bool", "on", "volatile write cache enabled (WCE)" },
+    { "logical_block_size", "uint32", "512", "bytes per block: 512 or 4096" },
+    { "discard_granularity", "uint32", "0",
+      "UNMAP granularity in bytes (0: the block size)" },
+    { NULL, NULL, NULL, NULL },
+};
+
 static const DeviceClass scsi_hd_class = {
+    .properties = scsi_hd_properties,
     .type = "scsi-hd",
     .description = "emulated SCSI disk (SBC-3) on a block node",
     .instance_size = sizeof(ScsiHd),

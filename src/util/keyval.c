@@ -233,3 +233,8 @@ bool keyval_check_all_used(KeyVal *kv, const char *what, Error **errp)
     }
     return true;
 }
+
+const char *keyval_key_at(const KeyVal *kv, int i)
+{
+    return i >= 0 && i < kv->n ? kv->pairs[i].key : NULL;
+}

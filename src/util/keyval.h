@@ -32,6 +32,9 @@ bool keyval_get_u64(KeyVal *kv, const char *key, uint64_t def,
 bool keyval_get_u32(KeyVal *kv, const char *key, uint32_t def,
                     uint32_t *out, Error **errp);
 bool keyval_check_all_used(KeyVal *kv, const char *what, Error **errp);
+/* The i-th key in the string's order, NULL past the last (does not mark
+ * it used). */
+const char *keyval_key_at(const KeyVal *kv, int i);
 
 /* Parses one size/number string the way keyval_get_u64 does. */
 bool parse_u64(const char *s, uint64_t *out);

@@ -614,7 +614,18 @@ static const VMStateDescription vus_vmsd = {
     .fields = vus_fields,
 };
 
+static const DeviceProperty vhost_user_scsi_properties[] = {
+    { "socket", "str", NULL, "vhost-user socket path QEMU connects to" },
+    { "num-queues", "uint32", "1", "request queues (1-254)" },
+    { "dirty-log", "bool", "on",
+      "offer VHOST_F_LOG_ALL for QEMU's live migration" },
+    { "stop-timeout", "uint32", "60000",
+      "ms a stop waits for requests in flight before it fails" },
+    { NULL, NULL, NULL, NULL },
+};
+
 static const DeviceClass vhost_user_scsi_class = {
+    .properties = vhost_user_scsi_properties,
     .type = "vhost-user-scsi",
     .description = "virtio-scsi controller served over vhost-user",
     .instance_size = sizeof(VhostUserScsi),

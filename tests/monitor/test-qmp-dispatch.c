@@ -304,7 +304,111 @@ static void test_query_commands(void **state)
                           "The command echo has not been found");
     req = json_tokener_parse("{\"execute\": \"query-commands\"}");
     rsp = qmp_dispatch(req);
-    assert_int_equal(json_object_array_length(member(rsp, "return")), 2);
+    assert_int_equal(json_object_array_length(member(rsp, "return")), 3);
+    json_object_put(rsp);
+    json_object_put(req);
+}
+
+static int described_calls;
+
+static bool cmd_described(json_object *args, json_object **ret,
+                          void *opaque, Error **errp)
+{
+    described_calls++;
+    return true;
+}
+
+static const QmpArgInfo described_args[] = {
+    { "uri", "str", false },
+    { "count", "int", true },
+    { "tags", "[str]", true },
+    { NULL, NULL, false },
+};
+
+/* Arguments described at registration are checked before the handler. */
+static void test_described_args(void **state)
+{
+    qmp_register_command_args("described", cmd_described, NULL,
+                              described_args);
+    qmp_register_command_args("plain", cmd_described, NULL, NULL);
+    described_calls = 0;
+    expect_dispatch_error("{\"execute\": \"described\"}", "GenericError",
+                          "Parameter 'uri' is missing");
+    expect_dispatch_error("{\"execute\": \"described\", \"arguments\": "
+                          "{\"uri\": \"u\", \"colour\": 1}}",
+                          "GenericError", "Parameter 'colour' is unexpected");
+    expect_dispatch_error("{\"execute\": \"described\", \"arguments\": "
+                          "{\"uri\": 5}}", "GenericError",
+                          "Invalid parameter type for 'uri', expected: "
+                          "string");
+    expect_dispatch_error("{\"execute\": \"described\", \"arguments\": "
+                          "{\"uri\": \"u\", \"tags\": \"a\"}}",
+                          "GenericError",
+                          "Invalid parameter type for 'tags', expected: "
+                          "array");
+    expect_dispatch_error("{\"execute\": \"plain\", \"arguments\": "
+                          "{\"x\": 1}}", "GenericError",
+                          "Parameter 'x' is unexpected");
+    assert_int_equal(described_calls, 0);
+    json_object *req = json_tokener_parse(
+        "{\"execute\": \"described\", \"arguments\": {\"uri\": \"u\", "
+        "\"count\": 3, \"tags\": [\"a\"]}}");
+    json_object *rsp = qmp_dispatch(req);
+    assert_true(json_object_object_get_ex(rsp, "return", NULL));
+    assert_int_equal(described_calls, 1);
+    json_object_put(rsp);
+    json_object_put(req);
+}
+
+static json_object *schema_find(json_object *schema, const char *name)
+{
+    for (size_t i = 0; i < json_object_array_length(schema); i++) {
+        json_object *e = json_object_array_get_idx(schema, i);
+        if (strcmp(json_object_get_string(member(e, "name")), name) == 0) {
+            return e;
+        }
+    }
+    fail_msg("'%s' not in query-qmp-schema", name);
+    return NULL;
+}
+
+/* query-qmp-schema: commands, their argument objects, the types used. */
+static void test_qmp_schema(void **state)
+{
+    qmp_register_command_args("described", cmd_described, NULL,
+                              described_args);
+    json_object *req = json_tokener_parse(
+        "{\"execute\": \"query-qmp-schema\"}");
+    json_object *rsp = qmp_dispatch(req);
+    json_object *schema = member(rsp, "return");
+    json_object *cmd = schema_find(schema, "described");
+    assert_string_equal(json_object_get_string(member(cmd, "meta-type")),
+                        "command");
+    assert_string_equal(json_object_get_string(member(cmd, "ret-type")),
+                        "any");
+    json_object *obj = schema_find(schema, json_object_get_string(
+        member(cmd, "arg-type")));
+    assert_string_equal(json_object_get_string(member(obj, "meta-type")),
+                        "object");
+    json_object *members = member(obj, "members");
+    assert_int_equal(json_object_array_length(members), 3);
+    json_object *uri = json_object_array_get_idx(members, 0);
+    json_object *tags = json_object_array_get_idx(members, 2);
+    assert_string_equal(json_object_get_string(member(uri, "type")), "str");
+    assert_false(json_object_object_get_ex(uri, "default", NULL));
+    assert_string_equal(json_object_get_string(member(tags, "type")),
+                        "[str]");
+    assert_null(member(tags, "default"));
+    schema_find(schema, "[str]");
+    schema_find(schema, "int");
+    /* Undescribed: "any"; no arguments: the empty object. */
+    assert_string_equal(json_object_get_string(
+        member(schema_find(schema, "echo"), "arg-type")), "any");
+    json_object *empty = schema_find(schema, json_object_get_string(
+        member(schema_find(schema, "query-commands"), "arg-type")));
+    assert_int_equal(json_object_array_length(member(empty, "members")), 0);
+    schema_find(schema, "qmp_capabilities");
+    schema_find(schema, "query-qmp-schema");
     json_object_put(rsp);
     json_object_put(req);
 }
@@ -323,6 +427,9 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_query_commands, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_described_args, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_qmp_schema, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
