@@ -230,11 +230,13 @@ static const QmpArgInfo migrate_args[] = {
     { "uri", "str", false },
     { "detach", "bool", true },
     { "vmm-stop", "bool", true },
+    { "peer-timeout", "int", true },
     { NULL, NULL, false },
 };
 
 static const QmpArgInfo migrate_incoming_args[] = {
     { "uri", "str", false },
+    { "peer-timeout", "int", true },
     { NULL, NULL, false },
 };
 

@@ -157,8 +157,12 @@ class VhostUserFrontEnd:
         """Memory table, features and one started request ring (virtio
         1.2 2.7 split layout), as a VMM sets them up."""
         self._send(self.SET_FEATURES, struct.pack("<Q", 1 << 32))
-        self.mem_fd = os.memfd_create("guest")
+        self.mem_fd = os.memfd_create("guest", os.MFD_ALLOW_SEALING)
         os.ftruncate(self.mem_fd, self.MEM_SIZE)
+        # stormigd maps only memory that cannot shrink under it, as
+        # QEMU's memory-backend-memfd seals it.
+        fcntl.fcntl(self.mem_fd, fcntl.F_ADD_SEALS,
+                    fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
         self.mem = mmap.mmap(self.mem_fd, self.MEM_SIZE)
         self._send(self.SET_MEM_TABLE,
                    struct.pack("<IIQQQQ", 1, 0, 0, self.MEM_SIZE, self.UVA,

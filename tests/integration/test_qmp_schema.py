@@ -93,9 +93,11 @@ def test_schema(env):
     args = {name: members(name) for name in commands}
     check(args["migrate"] == {"uri": ("str", False),
                               "detach": ("bool", True),
-                              "vmm-stop": ("bool", True)},
+                              "vmm-stop": ("bool", True),
+                              "peer-timeout": ("int", True)},
           f"migrate: {args['migrate']}")
-    check(args["migrate-incoming"] == {"uri": ("str", False)},
+    check(args["migrate-incoming"] == {"uri": ("str", False),
+                                       "peer-timeout": ("int", True)},
           f"migrate-incoming: {args['migrate-incoming']}")
     check(args["nvme-ns-changed"] == {"id": ("str", False),
                                       "nsid": ("int", False)},
