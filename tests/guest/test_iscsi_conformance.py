@@ -120,6 +120,24 @@ def compare(target, tests, results, expected):
     return counts, regressions, news
 
 
+def cross_check(parsed, expected):
+    """What the targets must be to each other: stormigd's scsi-hd passes
+    every test QEMU's own scsi-hd passes, unless the expected-results file
+    explains it; stormigd's scsi-block fails only what tgtd itself fails
+    when tested directly from the host."""
+    bad = []
+    for name, got in parsed["qemu-hd"].items():
+        ours = parsed["stormig-hd"].get(name, "missing")
+        if (got == "pass" and ours != "pass" and
+                ("stormig-hd", name) not in expected):
+            bad.append(f"stormig-hd {name}: {ours}, QEMU's scsi-hd passes")
+    for name, got in parsed["stormig-block"].items():
+        if got == "fail" and parsed["tgtd"].get(name) != "fail":
+            bad.append(f"stormig-block {name}: fail, tgtd from the host "
+                       f"{parsed['tgtd'].get(name, 'missing')}")
+    return bad
+
+
 def find_sg(guest):
     """{vendor: /dev/sgN} for the guest's SCSI disks."""
     found = {}
@@ -219,10 +237,11 @@ def main():
             started = time.monotonic()
             logs["tgtd"] = run_on_tgtd(direct_url, tests, workdir)
             print(f"tgtd: suite ran in {time.monotonic() - started:.0f}s")
+        parsed = {}
         for target in TARGETS:
             with open(os.path.join(workdir, target + ".log"), "w") as f:
                 f.write(logs[target])
-            results = parse_results(logs[target])
+            results = parsed[target] = parse_results(logs[target])
             counts, bad, new = compare(target, tests, results, expected)
             summary.append(f"{target}: {counts['pass']} passed, "
                            f"{counts['fail']} failed, {counts['skip']} "
@@ -234,6 +253,7 @@ def main():
             print(line)
         for line in news:
             print(f"no longer fails: {line}")
+        failures.extend(cross_check(parsed, expected))
         if failures:
             raise guestlib.GuestError("expected to pass, did not:\n  " +
                                       "\n  ".join(failures))
