@@ -169,6 +169,26 @@ static bool hd_cmp_check_range(ScsiHd *hd, ScsiRequest *req, uint64_t lba,
 
 /* LBA and length of the (10), (12) and (16) forms of VERIFY and WRITE
  * AND VERIFY (same field positions). */
+/* What every command here that writes checks, in SBC-3's order: the LBA
+ * range and the command's limit, that writes are allowed, a zero length
+ * (GOOD, nothing done), then a data-out of `per_block` buffers of the
+ * range, whose size is *bytes. False when the request was completed. */
+static bool hd_cmp_write_checks(ScsiHd *hd, ScsiRequest *req, uint64_t lba,
+                                uint32_t n, uint32_t max, unsigned per_block,
+                                size_t *bytes)
+{
+    if (!hd_cmp_check_range(hd, req, lba, n, max) ||
+        !hd_check_write(hd, req)) {
+        return false;
+    }
+    if (n == 0) {
+        scsi_req_complete_good(req, 0);
+        return false;
+    }
+    *bytes = (size_t)n * hd->block_size;
+    return hd_check_data_out(hd, req, per_block * *bytes);
+}
+
 static void hd_cmp_decode(const uint8_t *cdb, uint64_t *lba, uint32_t *n)
 {
     switch (cdb[0]) {
@@ -245,17 +265,10 @@ void hd_cmd_write_verify(ScsiHd *hd, ScsiRequest *req)
         scsi_req_complete_sense(req, SENSE_INVALID_FIELD_IN_CDB);
         return;
     }
-    if (!hd_cmp_check_range(hd, req, lba, n, HD_MAX_XFER_BLOCKS) ||
-        !hd_check_write(hd, req)) {
-        return;
-    }
     /* SBC-3 5.41: a TRANSFER LENGTH of zero writes nothing. */
-    if (n == 0) {
-        scsi_req_complete_good(req, 0);
-        return;
-    }
-    size_t bytes = (size_t)n * hd->block_size;
-    if (!hd_check_data_out(hd, req, bytes)) {
+    size_t bytes;
+    if (!hd_cmp_write_checks(hd, req, lba, n, HD_MAX_XFER_BLOCKS, 1,
+                             &bytes)) {
         return;
     }
     /* Written through to the medium, then read back (BYTCHK 0: medium
@@ -283,19 +296,12 @@ void hd_cmd_compare_and_write(ScsiHd *hd, ScsiRequest *req)
         return;
     }
     /* Above MAXIMUM COMPARE AND WRITE LENGTH (SBC-3 6.5.3). */
-    if (!hd_cmp_check_range(hd, req, lba, n, HD_MAX_CAW_BLOCKS) ||
-        !hd_check_write(hd, req)) {
-        return;
-    }
     /* SBC-3 5.2: NUMBER OF LOGICAL BLOCKS zero: nothing is read,
-     * compared or written, and it is no error. */
-    if (n == 0) {
-        scsi_req_complete_good(req, 0);
-        return;
-    }
-    /* The data-out holds the verify data, then the write data. */
-    size_t bytes = (size_t)n * hd->block_size;
-    if (!hd_check_data_out(hd, req, 2 * bytes)) {
+     * compared or written, and it is no error. The data-out holds the
+     * verify data, then the write data. */
+    size_t bytes;
+    if (!hd_cmp_write_checks(hd, req, lba, n, HD_MAX_CAW_BLOCKS, 2,
+                             &bytes)) {
         return;
     }
     static const HdPhase caw[HD_IO_MAX_PHASES] = {
@@ -319,16 +325,9 @@ void hd_cmd_orwrite(ScsiHd *hd, ScsiRequest *req)
         scsi_req_complete_sense(req, SENSE_INVALID_FIELD_IN_CDB);
         return;
     }
-    if (!hd_cmp_check_range(hd, req, lba, n, HD_MAX_XFER_BLOCKS) ||
-        !hd_check_write(hd, req)) {
-        return;
-    }
-    if (n == 0) {
-        scsi_req_complete_good(req, 0);
-        return;
-    }
-    size_t bytes = (size_t)n * hd->block_size;
-    if (!hd_check_data_out(hd, req, bytes)) {
+    size_t bytes;
+    if (!hd_cmp_write_checks(hd, req, lba, n, HD_MAX_XFER_BLOCKS, 1,
+                             &bytes)) {
         return;
     }
     /* Read, OR, write back: exclusive, so no write lands in between. */
