@@ -410,6 +410,12 @@ VfuStatus vfu_handle_dma_map(VfuServer *s, VfuMsg *m)
     if (m->nfds && (st = map_fd(&d, m->fds[0], &r.host)) != VFU_OK) {
         return st;
     }
+    if (!m->nfds) {
+        log_ratelimited(LOG_INFO, "vfio-user: DMA_MAP 0x%llx+0x%llx without "
+                        "an fd: reached through DMA_READ/DMA_WRITE",
+                        (unsigned long long)d.addr,
+                        (unsigned long long)d.size);
+    }
     if (s->logging && !dirty_alloc(s, &r)) {
         st = ENOMEM;
     }

@@ -275,7 +275,7 @@ class Guest:
 
     def __init__(self, image, workdir, name="guest", memory="512M", smp=1,
                  extra_args=(), incoming=None, machine="q35", cmdline="",
-                 kernel_debug=None):
+                 kernel_debug=None, memory_backend="memfd"):
         self.image = image
         self.name = name
         self.workdir = workdir
@@ -285,6 +285,13 @@ class Guest:
         self.log_path = os.path.join(workdir, name + ".qemu.log")
         self.console_log_path = os.path.join(workdir, name + ".console.log")
         self.memory = memory
+        # "memfd": guest RAM in a shared memfd (vhost-user back ends map
+        # it; vfio-user servers are given its fd).  "ram": anonymous
+        # private RAM with no fd, so a vfio-user server reaches it only
+        # through DMA_READ / DMA_WRITE messages.
+        if memory_backend not in ("memfd", "ram"):
+            raise ValueError(f"memory_backend {memory_backend!r}")
+        self.memory_backend = memory_backend
         self.smp = smp
         self.extra_args = list(extra_args)
         self.incoming = incoming
@@ -307,8 +314,7 @@ class Guest:
             "-name", self.name,
             "-machine", self.machine + ",accel=tcg",
             "-smp", str(self.smp), "-m", mem,
-            # vhost-user back ends map guest memory: it must be a shared fd.
-            "-object", f"memory-backend-memfd,id=mem,size={mem},share=on",
+            "-object", self.memory_object(mem),
             "-numa", "node,memdev=mem",
             "-nographic", "-nodefaults", "-no-user-config", "-nic", "none",
             "-no-reboot",
@@ -327,6 +333,12 @@ class Guest:
         if self.incoming:
             argv += ["-incoming", self.incoming]
         return argv + self.extra_args
+
+    def memory_object(self, size):
+        if self.memory_backend == "ram":
+            return f"memory-backend-ram,id=mem,size={size}"
+        # vhost-user back ends map guest memory: it must be a shared fd.
+        return f"memory-backend-memfd,id=mem,size={size},share=on"
 
     def kernel_args(self):
         """quiet, or with kernel_debug "1" every kernel message (and with

@@ -14,11 +14,15 @@ two I/O queue pairs each.
   stormigd refuses `migrate`, naming nvme0: QEMU 11.1's vfio-user-pci
   does not take part in vfio-user migration, so the device state would
   be lost.
-- 1 vCPU: the controllers come up with one I/O queue and fio passes.
+- 1 vCPU, guest RAM without an fd (memory-backend-ram): stormigd cannot
+  map it and reaches every buffer through DMA_READ / DMA_WRITE messages;
+  the controllers come up with one I/O queue, data written is read back
+  and fio verify passes.
 """
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -47,7 +51,7 @@ def has_vfio_user_pci():
 class NvmeHost:
     """stormigd with the two controllers, and the QEMU using them."""
 
-    def __init__(self, cfg, name, smp):
+    def __init__(self, cfg, name, smp, memory_backend="memfd"):
         self.cfg, self.name, self.smp = cfg, name, smp
         wd = cfg["workdir"]
         args = []
@@ -68,7 +72,8 @@ class NvmeHost:
                 "driver": "vfio-user-pci", "id": dev,
                 "socket": {"type": "unix", "path": sock}})]
         self.guest = guestlib.Guest(cfg["image"], wd, name=name + "-qemu",
-                                    smp=smp, extra_args=qemu_args)
+                                    smp=smp, extra_args=qemu_args,
+                                    memory_backend=memory_backend)
 
     def boot(self):
         self.guest.start()
@@ -232,22 +237,41 @@ def run_two_vcpus(cfg):
     finally:
         host.close()
     host.check_daemon_log()
+    if ram_mapped_without_fd(host):
+        raise guestlib.GuestError("guest RAM in a shared memfd was mapped "
+                                  "without its fd")
+
+
+def ram_mapped_without_fd(host):
+    """Whether stormigd logged the region at guest address 0 (low RAM) as
+    mapped without an fd (ROMs never have one: they do not count)."""
+    with open(host.daemon.log_path, errors="replace") as f:
+        return re.search(r"DMA_MAP 0x0\+0x[0-9a-f]+ without an fd",
+                         f.read()) is not None
 
 
 def run_one_vcpu(cfg):
-    host = NvmeHost(cfg, "smp1", 1)
+    host = NvmeHost(cfg, "smp1", 1, memory_backend="ram")
     try:
-        print(f"1 vCPU: boot to prompt {host.boot():.1f}s")
+        print(f"1 vCPU, RAM without an fd: boot to prompt "
+              f"{host.boot():.1f}s")
         guest = host.guest
         ctrls = controllers(guest)
         n4k = ctrls["SMG-NVME-4K"]
         expect_equal(sorted(io_queue_irqs(guest, n4k)), ["q1"],
                      f"{n4k} I/O queues")
+        md5 = write_pattern(guest, f"{n4k}n1", "no-fd")
+        # O_DIRECT reads go to the controller, not the page cache.
+        expect_equal(read_pattern(guest, f"{n4k}n1"), md5,
+                     "data read back from RAM without an fd")
         fio_verify(guest, f"{n4k}n1", FIO_SIZE, engine="io_uring")
         guest.shutdown()
     finally:
         host.close()
     host.check_daemon_log()
+    if not ram_mapped_without_fd(host):
+        raise guestlib.GuestError("guest RAM was mapped with an fd: the "
+                                  "DMA_READ/DMA_WRITE path was not used")
 
 
 def main():
